@@ -1,0 +1,33 @@
+# The README's two commands for a fresh machine: `make run` (set up, run the main job) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export DRP_DATA_DIR ?= $(abspath ../shared/datasets)
+export DRP_WORK_DIR ?= $(abspath .densepipe)
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup run test test-all clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# the CPU build of torch (a bare `torch` can pull a multi-GB CUDA build); GPU users install theirs first
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[cpu,test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(PY) benchmarks/baselines.py --dataset scifact
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+test-all: $(VENV)/.installed
+	$(PY) -m pytest -q -m ""
+
+clean:
+	rm -rf $(VENV) .densepipe

@@ -1,0 +1,219 @@
+"""The ``densepipe`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from retriever.types import DensepipeError
+
+
+def _print(obj) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=False))
+
+
+def _add_dataset(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, help="a BEIR folder, or a BEIR name under $DRP_DATA_DIR")
+    p.add_argument("--split", default="test", help="qrels split (default: test)")
+    p.add_argument("--max-docs", type=int, default=None, help="use only the first N documents (quick runs)")
+
+
+def _add_ray(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: local Ray in-process)")
+    p.add_argument("--num-workers", type=int, default=1, help="Ray actors for the encode stage")
+
+
+def _add_encoder(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2",
+                   help="hub name, packaged model or folder")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-seq-length", type=int, default=None)
+    p.add_argument("--docs-per-shard", type=int, default=50_000)
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="stored vector type")
+
+
+def _encoder_config(a):
+    from retriever.encoders import EncoderConfig
+
+    return EncoderConfig(model=a.model, batch_size=a.batch_size, max_seq_length=a.max_seq_length, dtype=a.dtype)
+
+
+def cmd_data_check(a) -> int:
+    from pipelines.check import check_path
+
+    report, summary = check_path(a.path, a.split)
+    _print({**summary, **report.to_dict()})
+    return 0 if report.ok else 1
+
+
+def cmd_bm25(a) -> int:
+    from pipelines.baselines import run_bm25
+
+    result = run_bm25(a.dataset, a.split, a.output, k=a.k, k1=a.k1, b=a.b, remove_query=a.remove_query,
+                      max_docs=a.max_docs, threads=a.threads)
+    _print(result)
+    return 0
+
+
+def cmd_dense(a) -> int:
+    from pipelines.baselines import run_dense
+
+    result = run_dense(a.dataset, a.split, a.output, _encoder_config(a), k=a.k, engine=a.engine,
+                       ray_address=a.ray_address, num_workers=a.num_workers, docs_per_shard=a.docs_per_shard,
+                       max_docs=a.max_docs, remove_query=a.remove_query)
+    _print(result)
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    from retriever.data import read_qrels, read_run
+    from retriever.eval import evaluate, paired_test
+
+    metrics = [m.strip() for m in a.metrics.split(",") if m.strip()]
+    qrels = read_qrels(a.qrels)
+    run = read_run(a.run)
+    res = evaluate(qrels, run, metrics, ignore_self=a.ignore_self, relevance_level=a.relevance_level,
+                   complete=a.complete)
+    out = res.to_dict()
+    unjudged = sorted(set(run) - set(qrels))
+    if unjudged:
+        out["queries_in_run_not_in_qrels"] = len(unjudged)
+    if a.per_query:
+        from retriever.atomic import write_json
+
+        write_json(a.per_query, res.per_query)
+    if a.compare:
+        other = evaluate(qrels, read_run(a.compare), metrics, ignore_self=a.ignore_self,
+                         relevance_level=a.relevance_level, complete=a.complete)
+        out["compare"] = {"run": a.compare, **other.to_dict(),
+                          "tests": [paired_test(res.per_query, other.per_query, m).to_dict() for m in metrics]}
+    _print(out)
+    return 0
+
+
+def cmd_encode(a) -> int:
+    from pipelines.encode import EncodeConfig, encode_corpus
+    from pipelines.workspace import prepare
+
+    prep = prepare(a.dataset, a.split, a.docs_per_shard, max_docs=a.max_docs)
+    out = Path(a.output) if a.output else prep.embeddings_dir(a.model)
+    manifest = encode_corpus(prep.corpus_dir, out, EncodeConfig(_encoder_config(a), engine=a.engine,
+                                                                num_workers=a.num_workers,
+                                                                ray_address=a.ray_address))
+    _print({"embeddings": str(out), "num_docs": manifest["num_docs"], "shards": len(manifest["shards"]),
+            **manifest["last_run"]})
+    return 0
+
+
+def cmd_index(a) -> int:
+    from indexes import IndexSpec, parse_bytes
+    from pipelines.index_stage import index_embeddings
+
+    spec = IndexSpec(factory=a.factory, metric=a.metric, search_params=a.search_params, train_size=a.train_size)
+    budget = parse_bytes(a.memory_budget) if a.memory_budget else None
+    manifest = index_embeddings(a.embeddings, a.output, spec, memory_budget=budget, merged=a.merged)
+    _print({"index": a.output, **manifest})
+    return 0
+
+
+def cmd_search(a) -> int:
+    from pipelines.baselines import search_and_evaluate
+
+    result = search_and_evaluate(a.index, a.dataset, a.split, a.output, _encoder_config(a), k=a.k,
+                                 search_params=a.search_params, max_docs=a.max_docs, threads=a.threads,
+                                 remove_query=a.remove_query)
+    _print(result)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="densepipe", description="Dense retrieval pipeline: encode, index, search, "
+                                 "evaluate (FAISS, Pyserini, Ray).")
+    ap.add_argument("-v", "--verbose", action="store_true", help="log each step")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("check", help="validate a BEIR folder or a single data file; exit 1 on problems")
+    p.add_argument("path")
+    p.add_argument("--split", default=None, help="only this qrels split of a BEIR folder (default: all)")
+    p.set_defaults(func=cmd_data_check)
+
+    p = sub.add_parser("bm25", help="BM25 baseline with Pyserini (BEIR flat: title + text)")
+    _add_dataset(p)
+    p.add_argument("--output", required=True, help="TREC run file to write")
+    p.add_argument("--k", type=int, default=1000)
+    p.add_argument("--k1", type=float, default=0.9)
+    p.add_argument("--b", type=float, default=0.4)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--remove-query", action="store_true", help="drop hits whose id equals the query id")
+    p.set_defaults(func=cmd_bm25)
+
+    p = sub.add_parser("dense", help="exact dense baseline: encode, flat inner-product search, evaluate")
+    _add_dataset(p)
+    _add_encoder(p)
+    _add_ray(p)
+    p.add_argument("--output", required=True, help="TREC run file to write")
+    p.add_argument("--k", type=int, default=1000)
+    p.add_argument("--engine", choices=("local", "ray"), default="local")
+    p.add_argument("--remove-query", action="store_true", help="drop hits whose id equals the query id")
+    p.set_defaults(func=cmd_dense)
+
+    p = sub.add_parser("evaluate", help="score a TREC run against qrels (trec_eval semantics)")
+    p.add_argument("--qrels", required=True, help="BEIR qrels TSV or TREC qrels")
+    p.add_argument("--run", required=True, help="TREC run file")
+    p.add_argument("--metrics", default="ndcg@10,mrr@10,recall@100,recall@1000,map@100,p@10")
+    p.add_argument("--ignore-self", action="store_true", help="drop hits whose id equals the query id (BEIR)")
+    p.add_argument("--relevance-level", type=int, default=1, help="lowest grade counted relevant (trec_eval -l)")
+    p.add_argument("--complete", action="store_true", help="judged queries missing from the run count 0 (-c)")
+    p.add_argument("--per-query", default=None, help="write per-query scores to this JSON file")
+    p.add_argument("--compare", default=None, help="a second run: paired t-test and randomization test")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("encode", help="encode a corpus into embedding shards on Ray")
+    _add_dataset(p)
+    _add_encoder(p)
+    _add_ray(p)
+    p.add_argument("--engine", choices=("local", "ray"), default="ray")
+    p.add_argument("--output", default=None, help="embeddings folder (default: in the work folder)")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("index", help="build FAISS indexes from embedding shards")
+    p.add_argument("--embeddings", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--factory", default="Flat", help="FAISS factory string or preset (flat, sq8, ivf-pq48, ...)")
+    p.add_argument("--metric", choices=("ip", "l2"), default="ip")
+    p.add_argument("--search-params", default="", help="ParameterSpace string, e.g. nprobe=16")
+    p.add_argument("--train-size", type=int, default=None)
+    p.add_argument("--memory-budget", default=None, help="refuse indexes over this size, e.g. 50MB")
+    p.add_argument("--merged", action="store_true", help="one index over all shards instead of one per shard")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="search an index with encoded queries, write and evaluate a run")
+    _add_dataset(p)
+    _add_encoder(p)
+    p.add_argument("--index", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--k", type=int, default=1000)
+    p.add_argument("--search-params", default=None, help="override the index's ParameterSpace string")
+    p.add_argument("--threads", type=int, default=1, help="shards searched at once")
+    p.add_argument("--remove-query", action="store_true")
+    p.set_defaults(func=cmd_search)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    try:
+        return a.func(a)
+    except DensepipeError as e:
+        print(f"densepipe: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Where stages keep their outputs: one folder per dataset under the work root, one per model below it."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from retriever.data import ValidationReport, load_beir, resolve_dataset
+from retriever.data.beir import BeirDataset
+from retriever.data.parquet import write_corpus_shards, write_queries
+from retriever.encoders import model_hash, resolve_model
+
+
+def work_root() -> Path:
+    """$DRP_WORK_DIR, or ~/.cache/densepipe/work."""
+    env = os.environ.get("DRP_WORK_DIR")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "densepipe" / "work"
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name.strip("/")).strip("_")[-60:]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    dataset: BeirDataset
+    folder: Path  # the dataset's work folder
+    corpus_dir: Path  # corpus Parquet shards
+
+    def embeddings_dir(self, model: str) -> Path:
+        return self.folder / "embeddings" / f"{slug(model)}-{model_hash(resolve_model(model))}"
+
+
+def prepare(dataset: str, split: str = "test", docs_per_shard: int = 50_000, root: Path | None = None,
+            report: ValidationReport | None = None, max_docs: int | None = None) -> Prepared:
+    """Read and validate a BEIR dataset and write its corpus as Parquet shards (skipped when unchanged)."""
+    source = resolve_dataset(dataset)
+    ds = load_beir(source, split, report)
+    if max_docs is not None:
+        ds = _slice(ds, max_docs)
+    name = source.name if max_docs is None else f"{source.name}-first{max_docs}"
+    folder = (root or work_root()) / slug(name)
+    corpus_dir = folder / f"corpus-{docs_per_shard}"
+    write_corpus_shards(ds.corpus, corpus_dir, docs_per_shard, source=str(source))
+    write_queries(ds.queries, folder / f"queries-{split}.parquet")
+    return Prepared(ds, folder, corpus_dir)
+
+
+def _slice(ds: BeirDataset, max_docs: int) -> BeirDataset:
+    """The first ``max_docs`` documents, with qrels and queries cut to match (for quick runs and tests)."""
+    corpus = dict(list(ds.corpus.items())[:max_docs])
+    qrels = {q: {d: r for d, r in docs.items() if d in corpus} for q, docs in ds.qrels.items()}
+    qrels = {q: docs for q, docs in qrels.items() if docs}
+    return BeirDataset(ds.name, ds.split, corpus, {q: ds.queries[q] for q in qrels}, qrels)

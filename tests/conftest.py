@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("DRP_DATA_DIR", ROOT.parent / "shared" / "datasets"))
+SCIFACT = DATA / "scifact"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def _work_dir(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("DRP_WORK_DIR", str(tmp_path_factory.mktemp("work")))
+
+
+def write_beir(folder: Path, corpus: list[dict], queries: list[dict], qrels: list[tuple[str, str, int]],
+               split: str = "test") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "qrels").mkdir(exist_ok=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus))
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (folder / "qrels" / f"{split}.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{r}\n" for q, d, r in qrels))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def scifact_slice(tmp_path_factory) -> Path:
+    """A real BEIR folder: the SciFact documents judged for the first 40 test queries plus 160 others."""
+    if not SCIFACT.is_dir():
+        pytest.skip(f"SciFact not found at {SCIFACT} (set DRP_DATA_DIR)")
+    from retriever.data import load_beir
+
+    ds = load_beir(SCIFACT, "test")
+    qids = sorted(ds.qrels, key=int)[:40]
+    judged = {d for q in qids for d in ds.qrels[q]}
+    others = [d for d in ds.corpus if d not in judged][:160]
+    keep = [d for d in ds.corpus if d in judged or d in set(others)]
+    corpus = [{"_id": d, "title": ds.corpus[d].title, "text": ds.corpus[d].text} for d in keep]
+    queries = [{"_id": q, "text": ds.queries[q]} for q in qids]
+    qrels = [(q, d, r) for q in qids for d, r in ds.qrels[q].items()]
+    return write_beir(tmp_path_factory.mktemp("data") / "scifact-slice", corpus, queries, qrels)
