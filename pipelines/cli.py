@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -12,8 +13,18 @@ from pathlib import Path
 from retriever.types import DensepipeError
 
 
-def _print(obj) -> None:
-    print(json.dumps(obj, indent=2, sort_keys=False))
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send everything written to fd 1 (Java's and libraries' logging too) to stderr, so stdout holds one JSON."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _add_dataset(p: argparse.ArgumentParser) -> None:
@@ -46,8 +57,7 @@ def cmd_data_check(a) -> int:
     from pipelines.check import check_path
 
     report, summary = check_path(a.path, a.split)
-    _print({**summary, **report.to_dict()})
-    return 0 if report.ok else 1
+    return 0 if report.ok else 1, {**summary, **report.to_dict()}
 
 
 def cmd_bm25(a) -> int:
@@ -55,8 +65,7 @@ def cmd_bm25(a) -> int:
 
     result = run_bm25(a.dataset, a.split, a.output, k=a.k, k1=a.k1, b=a.b, remove_query=a.remove_query,
                       max_docs=a.max_docs, threads=a.threads)
-    _print(result)
-    return 0
+    return 0, result
 
 
 def cmd_dense(a) -> int:
@@ -65,8 +74,7 @@ def cmd_dense(a) -> int:
     result = run_dense(a.dataset, a.split, a.output, _encoder_config(a), k=a.k, engine=a.engine,
                        ray_address=a.ray_address, num_workers=a.num_workers, docs_per_shard=a.docs_per_shard,
                        max_docs=a.max_docs, remove_query=a.remove_query)
-    _print(result)
-    return 0
+    return 0, result
 
 
 def cmd_evaluate(a) -> int:
@@ -91,8 +99,7 @@ def cmd_evaluate(a) -> int:
                          relevance_level=a.relevance_level, complete=a.complete)
         out["compare"] = {"run": a.compare, **other.to_dict(),
                           "tests": [paired_test(res.per_query, other.per_query, m).to_dict() for m in metrics]}
-    _print(out)
-    return 0
+    return 0, out
 
 
 def cmd_encode(a) -> int:
@@ -104,9 +111,8 @@ def cmd_encode(a) -> int:
     manifest = encode_corpus(prep.corpus_dir, out, EncodeConfig(_encoder_config(a), engine=a.engine,
                                                                 num_workers=a.num_workers,
                                                                 ray_address=a.ray_address))
-    _print({"embeddings": str(out), "num_docs": manifest["num_docs"], "shards": len(manifest["shards"]),
-            **manifest["last_run"]})
-    return 0
+    return 0, {"embeddings": str(out), "num_docs": manifest["num_docs"], "shards": len(manifest["shards"]),
+               **manifest["last_run"]}
 
 
 def cmd_index(a) -> int:
@@ -116,8 +122,7 @@ def cmd_index(a) -> int:
     spec = IndexSpec(factory=a.factory, metric=a.metric, search_params=a.search_params, train_size=a.train_size)
     budget = parse_bytes(a.memory_budget) if a.memory_budget else None
     manifest = index_embeddings(a.embeddings, a.output, spec, memory_budget=budget, merged=a.merged)
-    _print({"index": a.output, **manifest})
-    return 0
+    return 0, {"index": a.output, **manifest}
 
 
 def cmd_search(a) -> int:
@@ -126,8 +131,7 @@ def cmd_search(a) -> int:
     result = search_and_evaluate(a.index, a.dataset, a.split, a.output, _encoder_config(a), k=a.k,
                                  search_params=a.search_params, max_docs=a.max_docs, threads=a.threads,
                                  remove_query=a.remove_query)
-    _print(result)
-    return 0
+    return 0, result
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,10 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     try:
-        return a.func(a)
+        with _stdout_to_stderr():
+            code, result = a.func(a)
     except DensepipeError as e:
         print(f"densepipe: error: {e}", file=sys.stderr)
         return 2
+    print(json.dumps(result, indent=2))
+    return code
 
 
 if __name__ == "__main__":

@@ -136,6 +136,7 @@ def test_paired_test():
     a = {str(i): {"ndcg@10": float(x)} for i, x in enumerate(rng.random(200))}
     same = paired_test(a, a, "ndcg@10")
     assert same.t_pvalue == 1.0 and same.randomization_pvalue == 1.0
-    b = {q: {"ndcg@10": v["ndcg@10"] - 0.1} for q, v in a.items()}
+    noise = rng.normal(0, 0.05, size=len(a))
+    b = {q: {"ndcg@10": v["ndcg@10"] - 0.1 + e} for (q, v), e in zip(a.items(), noise)}
     diff = paired_test(a, b, "ndcg@10", trials=2000)
     assert diff.t_pvalue < 1e-6 and diff.randomization_pvalue < 0.01

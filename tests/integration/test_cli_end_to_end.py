@@ -1,0 +1,60 @@
+"""End to end through the CLI on a small slice of real SciFact: BM25, dense, encode -> index -> search."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipelines.cli import main
+from retriever.data import read_run
+
+
+def _run_cli(capsys, *args) -> dict:
+    assert main(list(args)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.java
+def test_bm25_cli_and_evaluate(scifact_slice, tmp_path, capsys):
+    out = _run_cli(capsys, "bm25", "--dataset", str(scifact_slice), "--output", str(tmp_path / "bm25.trec"),
+                   "--k", "100")
+    # 40 queries over their judged documents plus 160 distractors: BM25 finds most of them at the top
+    assert out["metrics"]["num_queries"] == 40 and out["metrics"]["ndcg@10"] > 0.75
+    run = read_run(tmp_path / "bm25.trec")
+    assert len(run) == 40 and all(len(h) <= 100 for h in run.values())
+    ev = _run_cli(capsys, "evaluate", "--qrels", str(scifact_slice / "qrels" / "test.tsv"), "--run",
+                  str(tmp_path / "bm25.trec"), "--metrics", "ndcg@10,recall@100")
+    assert ev["ndcg@10"] == pytest.approx(out["metrics"]["ndcg@10"], abs=1e-6)
+
+
+def test_dense_then_sharded_index_search(scifact_slice, tmp_path, capsys):
+    n_docs = sum(1 for _ in open(scifact_slice / "corpus.jsonl"))
+    per_shard = -(-n_docs // 4)  # four shards
+    dense = _run_cli(capsys, "dense", "--dataset", str(scifact_slice), "--output", str(tmp_path / "dense.trec"),
+                     "--docs-per-shard", str(per_shard))
+    assert dense["metrics"]["ndcg@10"] > 0.75
+    emb = dense["embeddings"]
+    runs = {}
+    for name, extra in (("one", ["--merged"]), ("four", [])):
+        idx = _run_cli(capsys, "index", "--embeddings", emb, "--output", str(tmp_path / name), "--factory", "Flat",
+                       *extra)
+        assert len(idx["parts"]) == (1 if name == "one" else 4)
+        res = _run_cli(capsys, "search", "--dataset", str(scifact_slice), "--index", str(tmp_path / name),
+                       "--output", str(tmp_path / f"{name}.trec"))
+        runs[name] = (read_run(tmp_path / f"{name}.trec"), res["metrics"])
+    one, four = runs["one"][0], runs["four"][0]
+    assert one.keys() == four.keys()
+    for qid in one:
+        assert list(one[qid]) == list(four[qid])  # same documents in the same order
+        assert all(abs(one[qid][d] - four[qid][d]) < 1e-5 for d in one[qid])
+    assert runs["one"][1]["ndcg@10"] == runs["four"][1]["ndcg@10"] == dense["metrics"]["ndcg@10"]
+
+
+def test_index_budget_refusal_through_cli(scifact_slice, tmp_path, capsys):
+    dense = _run_cli(capsys, "encode", "--dataset", str(scifact_slice), "--engine", "local", "--max-docs", "100")
+    code = main(["index", "--embeddings", dense["embeddings"], "--output", str(tmp_path / "ix"), "--factory", "Flat",
+                 "--memory-budget", "10kB"])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs about 153.60 kB" in err and "raise --memory-budget" in err
+    assert not (tmp_path / "ix" / "manifest.json").exists()
