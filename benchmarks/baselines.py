@@ -57,7 +57,8 @@ def main() -> None:
     published = PUBLISHED.get(a.dataset, {})
     common = ["--dataset", a.dataset, "--split", a.split, "--remove-query"]
     bm25 = cli("bm25", *common, "--output", str(runs / f"{a.dataset}.bm25.trec"))
-    dense = cli("dense", *common, "--model", a.model, "--output", str(runs / f"{a.dataset}.dense.trec"))
+    dense = cli("dense", *common, "--model", a.model, "--engine", "ray",
+                "--output", str(runs / f"{a.dataset}.dense.trec"))
     rows = []
     for name, res in (("bm25-flat", bm25), (a.model, dense)):
         rows.append({"method": name, **{k: res["metrics"][k] for k in ("ndcg@10", "mrr@10", "recall@100",

@@ -54,40 +54,68 @@ def apply_search_params(index, params: str) -> None:
                               f"{str(e).strip().splitlines()[-1]}") from e
 
 
+def sample_for_training(xb: np.ndarray, train_n: int, seed: int) -> np.ndarray:
+    """A seeded uniform sample of ``train_n`` rows (all of them when train_n >= n), in index order."""
+    n = len(xb)
+    if train_n >= n:
+        return xb
+    return xb[np.sort(np.random.default_rng(seed).choice(n, size=train_n, replace=False))]
+
+
+def _to_gpu(index, factory: str):
+    import faiss
+
+    try:
+        return faiss.index_cpu_to_all_gpus(index), True
+    except (RuntimeError, AttributeError) as e:  # not every index type has a GPU version
+        log.info("index %s stays on the CPU: %s", factory, str(e).strip().splitlines()[-1])
+        return index, False
+
+
+def train_index(sample: np.ndarray, spec: IndexSpec, n_total: int, use_gpu: bool | None = None):
+    """An empty index trained on ``sample``, sized (nlist) for ``n_total`` vectors. Returns (index, seconds)."""
+    import faiss
+
+    factory = spec.resolve(n_total)
+    index = faiss.index_factory(sample.shape[1], factory, spec.faiss_metric())
+    t0 = time.perf_counter()
+    if not index.is_trained:
+        log.info("training %s on %d vectors", factory, len(sample))
+        gpu = gpu_available() if use_gpu is None else use_gpu
+        work, on_gpu = _to_gpu(index, factory) if gpu else (index, False)
+        work.train(np.ascontiguousarray(sample, dtype=np.float32))
+        index = faiss.index_gpu_to_cpu(work) if on_gpu else work
+    return index, time.perf_counter() - t0
+
+
 def build_index(xb: np.ndarray, spec: IndexSpec, memory_budget: int | None = None, use_gpu: bool | None = None,
-                chunk: int = 65_536, progress: bool = False):
-    """Return (trained and filled CPU index, BuildInfo). Refuses before training when over the budget."""
+                chunk: int = 65_536, progress: bool = False, trained=None, n_total: int | None = None):
+    """Return (trained and filled CPU index, BuildInfo). Refuses before training when over the budget.
+
+    ``trained``: an empty trained index to fill instead of training one (shards of one collection share it);
+    ``n_total``: the size of the whole collection, which sizes the index (nlist), when ``xb`` is one shard.
+    """
     import faiss
 
     xb = np.ascontiguousarray(xb, dtype=np.float32)
     if xb.ndim != 2 or len(xb) == 0:
         raise ConfigError(f"build_index needs a non-empty 2-d array, got shape {xb.shape}.")
     n, d = xb.shape
-    factory = spec.resolve(n)
-    train_n = training_size(factory, n, spec.train_size)
+    n_total = n_total or n
+    factory = spec.resolve(n_total)
+    train_n = training_size(factory, n_total, spec.train_size) if trained is None else 0
     estimate = estimate_memory(factory, d, n, spec.metric, train_n)
     check_budget(estimate, memory_budget)
-    index = faiss.index_factory(d, factory, spec.faiss_metric())
+    if trained is None:
+        index, train_s = train_index(sample_for_training(xb, train_n, spec.seed), spec, n_total, use_gpu)
+    else:
+        index, train_s = faiss.clone_index(trained), 0.0
     gpu = gpu_available() if use_gpu is None else use_gpu
-    work = index
-    if gpu:
-        try:
-            work = faiss.index_cpu_to_all_gpus(index)
-        except (RuntimeError, AttributeError) as e:  # not every index type has a GPU version
-            log.info("index %s stays on the CPU: %s", factory, str(e).strip().splitlines()[-1])
-            gpu, work = False, index
-    t0 = time.perf_counter()
-    if not work.is_trained:
-        rng = np.random.default_rng(spec.seed)
-        sample = xb if train_n >= n else xb[np.sort(rng.choice(n, size=train_n, replace=False))]
-        log.info("training %s on %d of %d vectors", factory, len(sample), n)
-        work.train(sample)
-    train_s = time.perf_counter() - t0
+    work, on_gpu = _to_gpu(index, factory) if gpu else (index, False)
     t1 = time.perf_counter()
     for start in tqdm(range(0, n, chunk), desc=f"add {factory}", unit="chunk", disable=not progress):
         work.add(xb[start:start + chunk])
     add_s = time.perf_counter() - t1
-    if gpu:
-        index = faiss.index_gpu_to_cpu(work)
+    index = faiss.index_gpu_to_cpu(work) if on_gpu else work
     apply_search_params(index, spec.search_params)
-    return index, BuildInfo(factory, n, d, len(xb) if train_n >= n else train_n, train_s, add_s, gpu, estimate)
+    return index, BuildInfo(factory, n, d, min(train_n, n_total), train_s, add_s, on_gpu, estimate)

@@ -134,6 +134,83 @@ def cmd_search(a) -> int:
     return 0, result
 
 
+def _pick(rows, a) -> dict | None:
+    from indexes import parse_bytes
+    from indexes.compress import pick
+
+    if a.memory_budget is None and a.bytes_per_vector is None:
+        return None
+    if a.bytes_per_vector is not None:
+        return pick(rows, float(a.bytes_per_vector), per_vector=True).to_dict()
+    return pick(rows, parse_bytes(a.memory_budget)).to_dict()
+
+
+def cmd_compress(a) -> int:
+    from indexes.compress import default_variants
+    from pipelines.compress import qrels_quality, sweep, write_outputs
+    from pipelines.encode import EncodeConfig, encode_corpus
+    from pipelines.workspace import prepare
+    from retriever.data.embeddings import read_embeddings
+    import numpy as np
+
+    prep = prepare(a.dataset, a.split, a.docs_per_shard, max_docs=a.max_docs)
+    emb_dir = prep.embeddings_dir(a.model)
+    encode_corpus(prep.corpus_dir, emb_dir, EncodeConfig(_encoder_config(a), engine="local"))
+    _, shards = read_embeddings(emb_dir)
+    doc_ids = [i for s in shards for i in s[0]]
+    xb = np.concatenate([s[1] for s in shards])
+    from retriever.encoders import BiEncoder
+
+    qids = list(prep.dataset.queries)
+    xq = BiEncoder(_encoder_config(a)).encode_queries([prep.dataset.queries[q] for q in qids])
+    variants = default_variants(xb.shape[1])
+    if a.variants:
+        wanted = {v.strip() for v in a.variants.split(",")}
+        unknown = wanted - {v.name for v in variants}
+        if unknown:
+            raise DensepipeError(f"unknown variants {sorted(unknown)}; choose from {[v.name for v in variants]}.")
+        variants = [v for v in variants if v.name in wanted]
+    rows = sweep(xb, xq, variants, qrels_quality(qids, doc_ids, prep.dataset.qrels))
+    write_outputs(rows, a.output, "ndcg@10", f"{prep.dataset.name} {a.split}: memory vs nDCG@10 ({a.model})",
+                  {"dataset": prep.dataset.name, "split": a.split, "model": a.model, "n": len(xb), "d": xb.shape[1]})
+    return 0, {"output": a.output, "variants": len(rows), "picked": _pick(rows, a),
+               "pareto": [r.name for r in rows if r.pareto]}
+
+
+def cmd_plan(a) -> int:
+    from pipelines.compress import rows_from_json
+
+    rows, _ = rows_from_json(a.sweep)
+    if a.memory_budget is None and a.bytes_per_vector is None:
+        raise DensepipeError("give --memory-budget (e.g. 50MB) or --bytes-per-vector (e.g. 48).")
+    return 0, {"picked": _pick(rows, a)}
+
+
+def cmd_learned_pq(a) -> int:
+    import numpy as np
+
+    from pipelines.encode import EncodeConfig, encode_corpus
+    from pipelines.learned_pq import evaluate_index, export, train_learned_pq
+    from pipelines.workspace import prepare
+    from retriever.data import load_beir, resolve_dataset
+    from retriever.data.embeddings import read_embeddings
+    from retriever.training.learned_pq import LearnedPQConfig
+
+    prep = prepare(a.dataset, a.split, a.docs_per_shard, max_docs=a.max_docs)
+    emb_dir = prep.embeddings_dir(a.model)
+    encode_corpus(prep.corpus_dir, emb_dir, EncodeConfig(_encoder_config(a), engine="local"))
+    _, shards = read_embeddings(emb_dir)
+    doc_ids = [i for s in shards for i in s[0]]
+    xb = np.concatenate([s[1] for s in shards])
+    train = load_beir(resolve_dataset(a.dataset), a.train_split, with_corpus=False)
+    cfg = LearnedPQConfig(mode=a.mode, epochs=a.epochs)
+    index, enc, info = train_learned_pq(xb, doc_ids, _encoder_config(a), train.queries,
+                                        train.qrels if a.mode == "jpq" else None, cfg, a.factory)
+    info["metrics"] = evaluate_index(index, enc, doc_ids, prep.dataset.queries, prep.dataset.qrels)
+    export(a.output, index, enc, doc_ids, info)
+    return 0, {"output": a.output, **{k: info[k] for k in ("mode", "factory", "losses", "train_s", "metrics")}}
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="densepipe", description="Dense retrieval pipeline: encode, index, search, "
                                  "evaluate (FAISS, Pyserini, Ray).")
@@ -206,6 +283,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="shards searched at once")
     p.add_argument("--remove-query", action="store_true")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("compress", help="sweep compression variants: memory vs quality, Pareto front, plot")
+    _add_dataset(p)
+    _add_encoder(p)
+    p.add_argument("--output", required=True, help="folder for sweep.json, sweep.md, sweep.png")
+    p.add_argument("--variants", default=None, help="comma-separated subset (default: all)")
+    p.add_argument("--memory-budget", default=None, help="pick the best variant under this index size")
+    p.add_argument("--bytes-per-vector", type=float, default=None, help="or under this many bytes per vector")
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("learned-pq", help="train PQ codebooks for ranking (jpq: with train qrels and the query "
+                       "encoder; distill: label-free) and export a FAISS index + query encoder")
+    _add_dataset(p)
+    _add_encoder(p)
+    p.add_argument("--train-split", default="train", help="queries (and, for jpq, qrels) to train on")
+    p.add_argument("--mode", choices=("jpq", "distill"), default="jpq")
+    p.add_argument("--factory", default="OPQ48,PQ48", help="an 8-bit PQ or OPQ+PQ factory string")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=cmd_learned_pq)
+
+    p = sub.add_parser("plan", help="pick a variant from a finished sweep under a memory budget")
+    p.add_argument("--sweep", required=True, help="sweep.json from `densepipe compress`")
+    p.add_argument("--memory-budget", default=None)
+    p.add_argument("--bytes-per-vector", type=float, default=None)
+    p.set_defaults(func=cmd_plan)
     return ap
 
 

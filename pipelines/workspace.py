@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,16 +9,13 @@ from pathlib import Path
 from retriever.data import ValidationReport, load_beir, resolve_dataset
 from retriever.data.beir import BeirDataset
 from retriever.data.parquet import write_corpus_shards, write_queries
+from retriever.data.resolve import user_dir
 from retriever.encoders import model_hash, resolve_model
 
 
 def work_root() -> Path:
     """$DRP_WORK_DIR, or ~/.cache/densepipe/work."""
-    env = os.environ.get("DRP_WORK_DIR")
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "densepipe" / "work"
+    return user_dir("DRP_WORK_DIR", "work")
 
 
 def slug(name: str) -> str:

@@ -32,7 +32,8 @@ def write_beir(folder: Path, corpus: list[dict], queries: list[dict], qrels: lis
 
 @pytest.fixture(scope="session")
 def scifact_slice(tmp_path_factory) -> Path:
-    """A real BEIR folder: the SciFact documents judged for the first 40 test queries plus 160 others."""
+    """A real BEIR folder: the SciFact documents judged for the first 40 test queries plus 230 others (enough
+    for an 8-bit PQ, whose 256 centroids need as many training vectors)."""
     if not SCIFACT.is_dir():
         pytest.skip(f"SciFact not found at {SCIFACT} (set DRP_DATA_DIR)")
     from retriever.data import load_beir
@@ -40,7 +41,7 @@ def scifact_slice(tmp_path_factory) -> Path:
     ds = load_beir(SCIFACT, "test")
     qids = sorted(ds.qrels, key=int)[:40]
     judged = {d for q in qids for d in ds.qrels[q]}
-    others = [d for d in ds.corpus if d not in judged][:160]
+    others = [d for d in ds.corpus if d not in judged][:230]
     keep = [d for d in ds.corpus if d in judged or d in set(others)]
     corpus = [{"_id": d, "title": ds.corpus[d].title, "text": ds.corpus[d].text} for d in keep]
     queries = [{"_id": q, "text": ds.queries[q]} for q in qids]

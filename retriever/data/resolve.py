@@ -19,13 +19,18 @@ BEIR_DATASETS = frozenset({
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
 
 
-def data_dir() -> Path:
-    """$DRP_DATA_DIR, or ~/.cache/densepipe/datasets."""
-    env = os.environ.get("DRP_DATA_DIR")
+def user_dir(env_var: str, name: str) -> Path:
+    """``$env_var`` when set, else ``$XDG_CACHE_HOME/densepipe/name`` (~/.cache/densepipe/name)."""
+    env = os.environ.get(env_var)
     if env:
         return Path(env).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "densepipe" / "datasets"
+    return Path(cache) / "densepipe" / name
+
+
+def data_dir() -> Path:
+    """$DRP_DATA_DIR, or ~/.cache/densepipe/datasets."""
+    return user_dir("DRP_DATA_DIR", "datasets")
 
 
 def resolve_dataset(name_or_path: str, download: bool = True, timeout: float = 30.0) -> Path:

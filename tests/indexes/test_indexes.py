@@ -90,17 +90,37 @@ def test_sharded_flat_equals_single_and_brute_force():
         idx = faiss.IndexFlatIP(xb.shape[1])
         idx.add(part)
         shards.append(idx)
-    for threads in (1, 4):
-        D4, I4 = ShardedIndex(shards, threads=threads).search(xq, 50)
+    for merge, threads in ((True, 1), (False, 1), (False, 4)):
+        sharded = ShardedIndex(shards, threads=threads, merge=merge)
+        assert sharded.merged == merge and sharded.ntotal == 5000
+        D4, I4 = sharded.search(xq, 50)
         assert (I4 == I1).all() and np.allclose(D4, D1, atol=1e-5)
     assert (I1 == I_ref).all() and np.allclose(D1, D_ref, atol=1e-5)
 
 
+def test_shards_trained_together_merge_exactly():
+    from indexes.build import sample_for_training, train_index
+
+    xb, xq = _data(n=4000)
+    spec = IndexSpec("IVF{nlist},SQ8", search_params="nprobe=8")
+    trained, _ = train_index(sample_for_training(xb, 4000, 0), spec, len(xb))
+    raw, _ = build_index(xb, spec, trained=trained)
+    parts = [build_index(p, spec, trained=trained, n_total=len(xb))[0] for p in np.array_split(xb, 3)]
+    D_raw, I_raw = raw.search(xq, 20)
+    for merge in (True, False):
+        sh = ShardedIndex(parts, shared_quantizer=True, merge=merge)
+        D, I = sh.search(xq, 20)
+        assert sh.merged == merge and (I == I_raw).all() and np.allclose(D, D_raw, atol=1e-5)
+    # shards trained apart are never merged (their quantizers differ)
+    apart = [build_index(p, IndexSpec("SQ8"))[0] for p in np.array_split(xb, 2)]
+    assert not ShardedIndex(apart).merged
+
+
 def test_merge_ties_missing_and_short_shards():
     D = [np.array([[0.9, 0.5]], "float32"), np.array([[0.9, -np.inf]], "float32")]
-    I = [np.array([[7, 2]]), np.array([[3, -1]])]
+    I = [np.array([[1, 2]]), np.array([[10, -1]])]
     Dm, Im = merge_topk(D, I, 4)
-    assert Im.tolist() == [[3, 7, 2, -1]]  # tie at 0.9 broken by smaller global id; a missing hit goes last
+    assert Im.tolist() == [[1, 10, 2, -1]]  # a tie at 0.9 goes to the lower shard; a missing hit goes last
     Dl, Il = merge_topk([np.array([[0.1, 0.3]], "float32")], [np.array([[4, 5]])], 3, metric="l2")
     assert Il.tolist() == [[4, 5, -1]] and np.isinf(Dl[0, 2])
 

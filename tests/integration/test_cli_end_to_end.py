@@ -19,7 +19,7 @@ def _run_cli(capsys, *args) -> dict:
 def test_bm25_cli_and_evaluate(scifact_slice, tmp_path, capsys):
     out = _run_cli(capsys, "bm25", "--dataset", str(scifact_slice), "--output", str(tmp_path / "bm25.trec"),
                    "--k", "100")
-    # 40 queries over their judged documents plus 160 distractors: BM25 finds most of them at the top
+    # 40 queries over their judged documents plus 230 distractors: BM25 finds most of them at the top
     assert out["metrics"]["num_queries"] == 40 and out["metrics"]["ndcg@10"] > 0.75
     run = read_run(tmp_path / "bm25.trec")
     assert len(run) == 40 and all(len(h) <= 100 for h in run.values())

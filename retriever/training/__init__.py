@@ -1,0 +1,1 @@
+"""Training loops: learned product quantization (JPQ-style and distilled)."""
