@@ -21,7 +21,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
-def synthetic(n: int, d: int, nq: int, seed: int = 0, rank: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def synthetic(n: int, d: int, nq: int, seed: int = 0, rank: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """Unit vectors with the low intrinsic dimension of text embeddings: a random linear map of a ``rank``-d
     Gaussian latent plus 10% isotropic noise (pure isotropic noise in 384-d would make every neighbour
     equally far and no index, exact or not, meaningful)."""

@@ -34,6 +34,12 @@ def merge_topk(D_parts: list[np.ndarray], I_parts: list[np.ndarray], k: int, met
     return D_out, I_out
 
 
+def _offsets(shards: list) -> np.ndarray:
+    """The global id of each shard's first vector."""
+    sizes = [s.ntotal for s in shards]
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+
 def _plain_ivf(index):
     """The IndexIVF itself when ``index`` is one (not wrapped in a transform), else None."""
     import faiss
@@ -82,22 +88,24 @@ class ShardedIndex:
                  merge: bool = True):
         if not shards:
             raise ValueError("ShardedIndex needs at least one shard")
-        sizes = [s.ntotal for s in shards]
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        merged = merge_into_one(shards, offsets, shared_quantizer) if merge and len(shards) > 1 else None
+        merged = merge_into_one(shards, _offsets(shards), shared_quantizer) if merge and len(shards) > 1 else None
         if merged is not None:
             shards = [merged]
         self.merged = merged is not None
         self.shards = shards
         self.metric = metric
         self.threads = threads
-        sizes = [s.ntotal for s in shards]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        self.offsets = _offsets(shards)
         self.ntotal = int(sum(s.ntotal for s in shards))
         # IVF shards trained once and filled separately share their coarse quantizer: the probed lists are then
         # found once per query batch instead of once per shard (as FAISS's IndexShardsIVF does)
         ivfs = [_plain_ivf(s) for s in shards]
         self._ivfs = ivfs if shared_quantizer and len(shards) > 1 and all(ivfs) else None
+
+    def reconstruct(self, i: int) -> np.ndarray:
+        """The stored vector of global id ``i`` (as the index holds it: decoded for compressed codes)."""
+        j = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        return self.shards[j].reconstruct(int(i - self.offsets[j]))
 
     def _search_one(self, j: int, xq: np.ndarray, k: int, assign=None) -> tuple[np.ndarray, np.ndarray]:
         kk = min(k, self.shards[j].ntotal) or 1

@@ -40,6 +40,22 @@ def run_bm25(dataset: str, split: str, output: str, k: int = 1000, k1: float = 0
 def run_dense(dataset: str, split: str, output: str, encoder: EncoderConfig, k: int = 1000, engine: str = "local",
               ray_address: str | None = None, num_workers: int = 1, docs_per_shard: int = 50_000,
               max_docs: int | None = None, remove_query: bool = False) -> dict:
+    from pipelines.encode import EncodeConfig
+
+    t0 = time.perf_counter()
+    prep = prepare(dataset, split, docs_per_shard, max_docs=max_docs)
+    searcher = dense_searcher(prep, encoder, EncodeConfig(encoder, engine=engine, num_workers=num_workers,
+                                                          ray_address=ray_address))
+    t1 = time.perf_counter()
+    run = searcher.search(prep.dataset.queries, k)
+    t2 = time.perf_counter()
+    return _finish(prep, run, output, {"encode": t1 - t0, "search": t2 - t1},
+                   {"method": "dense-flat-ip", "model": encoder.model,
+                    "embeddings": str(prep.embeddings_dir(encoder.model))}, remove_query)
+
+
+def dense_searcher(prep: Prepared, encoder: EncoderConfig, encode: "EncodeConfig | None" = None):
+    """Encode the prepared corpus (cached shards are reused) and return an exact inner-product DenseSearcher."""
     import faiss
 
     from indexes import ShardedIndex
@@ -47,12 +63,8 @@ def run_dense(dataset: str, split: str, output: str, encoder: EncoderConfig, k: 
     from pipelines.search import DenseSearcher
     from retriever.data.embeddings import read_embeddings
 
-    t0 = time.perf_counter()
-    prep = prepare(dataset, split, docs_per_shard, max_docs=max_docs)
     emb_dir = prep.embeddings_dir(encoder.model)
-    encode_corpus(prep.corpus_dir, emb_dir, EncodeConfig(encoder, engine=engine, num_workers=num_workers,
-                                                         ray_address=ray_address))
-    t1 = time.perf_counter()
+    encode_corpus(prep.corpus_dir, emb_dir, encode or EncodeConfig(encoder, engine="local"))
     _, shards = read_embeddings(emb_dir)
     parts, ids = [], []
     for shard_ids, xb in shards:
@@ -60,11 +72,7 @@ def run_dense(dataset: str, split: str, output: str, encoder: EncoderConfig, k: 
         index.add(xb)
         parts.append(index)
         ids.extend(shard_ids)
-    searcher = DenseSearcher(BiEncoder(encoder), ShardedIndex(parts), ids)
-    run = searcher.search(prep.dataset.queries, k)
-    t2 = time.perf_counter()
-    return _finish(prep, run, output, {"encode": t1 - t0, "search": t2 - t1},
-                   {"method": "dense-flat-ip", "model": encoder.model, "embeddings": str(emb_dir)}, remove_query)
+    return DenseSearcher(BiEncoder(encoder), ShardedIndex(parts), ids)
 
 
 def search_and_evaluate(index_dir: str, dataset: str, split: str, output: str, encoder: EncoderConfig,

@@ -211,6 +211,27 @@ def cmd_learned_pq(a) -> int:
     return 0, {"output": a.output, **{k: info[k] for k in ("mode", "factory", "losses", "train_s", "metrics")}}
 
 
+def cmd_mine(a) -> int:
+    from pipelines.baselines import dense_searcher
+    from pipelines.workspace import prepare
+    from retriever.mining import MiningConfig, mine_negatives, write_mined
+
+    prep = prepare(a.dataset, a.split, a.docs_per_shard, max_docs=a.max_docs)
+    cfg = MiningConfig(depth=a.depth, rank_range=(a.rank_start, a.rank_end), num_negatives=a.num_negatives,
+                       margin=None if a.margin <= 0 else a.margin, margin_mode=a.margin_mode, seed=a.seed)
+    if a.retriever == "bm25":
+        from retriever.sparse import BM25Config, BM25Searcher, build_lucene_index
+
+        index_dir = build_lucene_index(prep.dataset.corpus, prep.folder / "lucene-flat", threads=os.cpu_count() or 1)
+        searcher, score_fn = BM25Searcher(index_dir, BM25Config()), None
+    else:
+        searcher = dense_searcher(prep, _encoder_config(a))
+        score_fn = searcher.score
+    examples, report = mine_negatives(prep.dataset.queries, prep.dataset.qrels, searcher, cfg, a.retriever, score_fn)
+    write_mined(examples, a.output)
+    return 0, {"output": a.output, "examples": len(examples), "report": report.to_dict()}
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="densepipe", description="Dense retrieval pipeline: encode, index, search, "
                                  "evaluate (FAISS, Pyserini, Ray).")
@@ -303,6 +324,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--output", required=True)
     p.set_defaults(func=cmd_learned_pq)
+
+    p = sub.add_parser("mine", help="mine hard negatives (BM25 or dense) with false-negative filtering")
+    _add_dataset(p)
+    _add_encoder(p)
+    p.add_argument("--retriever", choices=("bm25", "dense"), default="dense")
+    p.add_argument("--output", required=True, help="Parquet table of (query, positive, negatives, scores)")
+    p.add_argument("--depth", type=int, default=100)
+    p.add_argument("--rank-start", type=int, default=1)
+    p.add_argument("--rank-end", type=int, default=100)
+    p.add_argument("--num-negatives", type=int, default=8)
+    p.add_argument("--margin", type=float, default=0.95, help="positive-aware filter; 0 turns it off")
+    p.add_argument("--margin-mode", choices=("relative", "absolute"), default="relative")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_mine)
 
     p = sub.add_parser("plan", help="pick a variant from a finished sweep under a memory budget")
     p.add_argument("--sweep", required=True, help="sweep.json from `densepipe compress`")

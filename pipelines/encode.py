@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from retriever.atomic import write_json
+from retriever.atomic import read_json, write_json
 from retriever.data.embeddings import shard_is_done, write_embedding_shard
 from retriever.data.parquet import iter_corpus_shards, read_manifest
 from retriever.encoders import BiEncoder, EncoderConfig, model_hash, resolve_model
@@ -87,6 +87,7 @@ def encode_corpus(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, con
     log.info("encode: %d of %d shards to do (%d docs)", len(pending), len(cmanifest["shards"]), todo)
     start = time.perf_counter()
     if pending:
+        (out_dir / "manifest.json").unlink(missing_ok=True)  # incomplete until every shard is back
         bar = tqdm(total=todo, desc="encode", unit="doc", disable=not progress)
         runner = _encode_ray if config.engine == "ray" else _encode_local
         runner(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file)
@@ -96,15 +97,26 @@ def encode_corpus(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, con
                 "encoder": config.encoder.to_dict(), "shards": [],
                 "last_run": {"docs": todo, "seconds": round(seconds, 3),
                              "docs_per_s": round(todo / seconds, 2) if todo and seconds else None,
-                             "engine": config.engine, "num_workers": config.num_workers}}
-    from retriever.atomic import read_json
-
+                             "engine": config.engine, "num_workers": config.num_workers},
+                "versions": _versions()}
     for i in range(len(cmanifest["shards"])):
         manifest["shards"].append(read_json(out_dir / f"emb-{i:05d}.json"))
     if todo:
         log.info("encode: %d docs in %.1f s (%.1f docs/s)", todo, seconds, todo / max(seconds, 1e-9))
     write_json(out_dir / "manifest.json", manifest)
     return manifest
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("densepipe", "torch", "sentence-transformers", "transformers", "ray"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = None
+    return out
 
 
 def _write(out_dir: Path, index: int, ids: list[str], vectors: np.ndarray, meta: dict,

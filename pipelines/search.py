@@ -20,12 +20,27 @@ class DenseSearcher:
         if index.ntotal != len(ids):
             raise ValueError(f"index holds {index.ntotal} vectors but {len(ids)} ids were given")
         self.encoder, self.index, self.ids = encoder, index, ids
+        self._position: dict[str, int] | None = None
+        self._texts: dict[str, str] = {}
+
+    def score(self, query_id: str, doc_ids, query_text: str | None = None) -> list[float]:
+        """Exact inner products of one query with given documents (the positives a search missed)."""
+        if query_text is None:
+            query_text = self._texts[query_id]
+        q = self.encoder.encode_queries([query_text])[0]
+        return [float(q @ self._vector(d)) for d in doc_ids]
+
+    def _vector(self, doc_id: str) -> np.ndarray:
+        if self._position is None:
+            self._position = {d: i for i, d in enumerate(self.ids)}
+        return self.index.reconstruct(self._position[doc_id])
 
     def search_vectors(self, qids: list[str], xq: np.ndarray, k: int) -> Run:
         D, I = self.index.search(xq, k)
         return hits_to_run(qids, D, I, self.ids)
 
     def search(self, queries: Queries, k: int = 1000) -> Run:
+        self._texts.update(queries)
         qids = list(queries)
         xq = self.encoder.encode_queries([queries[q] for q in qids])
         return self.search_vectors(qids, xq, k)

@@ -58,3 +58,20 @@ def test_index_budget_refusal_through_cli(scifact_slice, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "needs about 153.60 kB" in err and "raise --memory-budget" in err
     assert not (tmp_path / "ix" / "manifest.json").exists()
+
+
+def test_mine_dense_negatives_through_cli(scifact_slice, tmp_path, capsys):
+    from retriever.mining import read_mined
+
+    out = _run_cli(capsys, "mine", "--dataset", str(scifact_slice), "--retriever", "dense", "--depth", "30",
+                   "--num-negatives", "4", "--output", str(tmp_path / "pairs.parquet"))
+    report = out["report"]
+    assert report["queries"] == 40 and report["pairs"] >= 40 and out["examples"] == report["pairs"]
+    assert report["dropped_known_positive"] >= 1 and report["pairs_without_positive_score"] == 0
+    mined = read_mined(tmp_path / "pairs.parquet")
+    from retriever.data import load_beir
+
+    qrels = load_beir(scifact_slice).qrels
+    for ex in mined:
+        assert not set(ex.negative_ids) & set(qrels[ex.query_id])  # never a judged positive
+        assert all(s <= 0.95 * ex.positive_score + 1e-6 for s in ex.negative_scores)
