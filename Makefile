@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(PY) benchmarks/baselines.py --dataset scifact
+	$(VENV)/bin/densepipe run configs/scifact.toml
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

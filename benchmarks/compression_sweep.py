@@ -16,41 +16,44 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
 def scifact(a) -> dict:
+    import faiss
+
     from indexes import IndexSpec, build_index
     from indexes.compress import SweepRow, default_variants, mark_pareto
-    from pipelines.compress import qrels_quality, sweep, write_outputs
-    from pipelines.encode import EncodeConfig, encode_corpus
+    from pipelines.compress import qrels_quality, rows_from_json, sweep, write_outputs
+    from pipelines.encode import corpus_vectors
     from pipelines.learned_pq import evaluate_index, export, train_learned_pq
     from pipelines.workspace import prepare
     from retriever.data import load_beir, resolve_dataset
-    from retriever.data.embeddings import read_embeddings
     from retriever.encoders import BiEncoder, EncoderConfig
     from retriever.training.learned_pq import LearnedPQConfig
 
     enc_cfg = EncoderConfig(model=a.model)
     prep = prepare("scifact", "test")
-    emb = prep.embeddings_dir(a.model)
-    encode_corpus(prep.corpus_dir, emb, EncodeConfig(enc_cfg, engine="local"))
-    _, shards = read_embeddings(emb)
-    doc_ids = [i for s in shards for i in s[0]]
-    xb = np.concatenate([s[1] for s in shards])
+    doc_ids, xb = corpus_vectors(prep.corpus_dir, prep.embeddings_dir(a.model), enc_cfg)
     test = prep.dataset
     qids = list(test.queries)
     enc = BiEncoder(enc_cfg)
     xq = enc.encode_queries([test.queries[q] for q in qids])
     quality = qrels_quality(qids, doc_ids, test.qrels)
-    rows = sweep(xb, xq, default_variants(xb.shape[1]), quality)
+    out_dir = HERE / "results" / "compression_scifact"
+    only = set(a.only.split(",")) if a.only else None
+    variants = [v for v in default_variants(xb.shape[1]) if only is None or v.name in only]
+    rows = []
+    if only is not None:  # recompute some rows, keep the others from the last full run
+        old, _ = rows_from_json(out_dir / "sweep.json")
+        rows = [r for r in old if r.name.split("/")[0] not in only
+                and not ("learned" in only and r.name.startswith("learned-"))]
+    rows += sweep(xb, xq, variants, quality) if variants else []
 
     train = load_beir(resolve_dataset("scifact"), "train")  # queries and qrels of the train split only
     learned_info = {}
-    for m in (48, 24):
+    for m in (48, 24) if only is None or "learned" in only else ():
         factory = f"OPQ{m},PQ{m}"
         base, _ = build_index(xb, IndexSpec(factory))
         for mode in ("distill", "jpq"):
@@ -58,12 +61,12 @@ def scifact(a) -> dict:
             t0 = time.perf_counter()
             index, qenc, info = train_learned_pq(xb, doc_ids, enc_cfg, train.queries,
                                                  train.qrels if mode == "jpq" else None, cfg, factory, base_index=base)
+            train_s = time.perf_counter() - t0
             metrics = evaluate_index(index, qenc, doc_ids, test.queries, test.qrels)
-            import faiss
-
+            qps = metrics.pop("qps")
             size = len(faiss.serialize_index(index))
             name = f"learned-{mode}-opq{m}"
-            rows.append(SweepRow(name, factory, "", float(m), size, time.perf_counter() - t0, 0.0, metrics))
+            rows.append(SweepRow(name, factory, "", float(m), size, train_s, qps, metrics))
             learned_info[name] = info
             if m == 48:
                 export(Path(a.export_dir) / name, index, qenc, doc_ids, info)
@@ -71,7 +74,9 @@ def scifact(a) -> dict:
     flat = next(r for r in rows if r.name == "flat").metrics["ndcg@10"]
     for r in rows:
         r.metrics["ndcg@10_vs_flat"] = round(r.metrics["ndcg@10"] / flat, 4)
-    return write_outputs(rows, HERE / "results" / "compression_scifact", "ndcg@10",
+    if only is not None and not learned_info:
+        learned_info = json.loads((out_dir / "sweep.json").read_text()).get("learned", {})
+    return write_outputs(rows, out_dir, "ndcg@10",
                          f"SciFact test: memory vs nDCG@10 ({a.model})",
                          {"n": len(xb), "d": int(xb.shape[1]), "queries": len(qids), "learned": learned_info,
                           "command": "python benchmarks/compression_sweep.py " + " ".join(sys.argv[1:])})
@@ -104,6 +109,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--train-size", type=int, default=65_536)
+    ap.add_argument("--only", default=None, help="scifact: recompute only these variants ('learned' for the "
+                    "learned-PQ rows) and keep the other rows of the last run")
     a = ap.parse_args()
     out = scifact(a) if a.which == "scifact" else synthetic_sweep(a)
     print(json.dumps({k: v for k, v in out.items() if k != "learned"}, indent=1)[:6000])

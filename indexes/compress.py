@@ -26,7 +26,7 @@ def default_variants(d: int, nprobes: tuple[int, ...] = (1, 4, 16, 64)) -> list[
     """Flat, fp16, SQ8, SQ4, PQ m in {8..96}, OPQ+PQ, 4-bit fast-scan PQ, IVF-PQ (nprobe sweep), HNSW over PQ
     codes, and sign bits — each only where the dimension allows."""
     out = [Variant("flat", "Flat"), Variant("fp16", "SQfp16"), Variant("sq8", "SQ8"), Variant("sq4", "SQ4")]
-    ms = [m for m in (8, 16, 32, 48, 96) if d % m == 0]
+    ms = [m for m in (8, 16, 24, 32, 48, 96) if d % m == 0]
     out += [Variant(f"pq{m}", f"PQ{m}") for m in ms]
     out += [Variant(f"opq{m}", f"OPQ{m},PQ{m}") for m in ms if m >= 16]
     out += [Variant(f"pq{m}x4fs", f"PQ{m}x4fs") for m in ms if m >= 32]

@@ -34,6 +34,20 @@ def merge_topk(D_parts: list[np.ndarray], I_parts: list[np.ndarray], k: int, met
     return D_out, I_out
 
 
+def index_metric(index) -> str:
+    """'ip' or 'l2', as the index really computes it. FAISS's factory builds some indexes (HNSW over PQ codes)
+    with L2 even when inner product was asked for; on unit vectors L2 ranks the same, but its values are
+    distances (smaller is better)."""
+    import faiss
+
+    return "l2" if getattr(index, "metric_type", faiss.METRIC_INNER_PRODUCT) == faiss.METRIC_L2 else "ip"
+
+
+def as_scores(D: np.ndarray, metric: str) -> np.ndarray:
+    """Larger-is-better scores from FAISS results: inner products as they are, L2 distances negated."""
+    return D if metric == "ip" else -D
+
+
 def _offsets(shards: list) -> np.ndarray:
     """The global id of each shard's first vector."""
     sizes = [s.ntotal for s in shards]
@@ -84,8 +98,7 @@ class ShardedIndex:
     merged exactly.
     """
 
-    def __init__(self, shards: list, metric: str = "ip", threads: int = 1, shared_quantizer: bool = False,
-                 merge: bool = True):
+    def __init__(self, shards: list, threads: int = 1, shared_quantizer: bool = False, merge: bool = True):
         if not shards:
             raise ValueError("ShardedIndex needs at least one shard")
         merged = merge_into_one(shards, _offsets(shards), shared_quantizer) if merge and len(shards) > 1 else None
@@ -93,7 +106,10 @@ class ShardedIndex:
             shards = [merged]
         self.merged = merged is not None
         self.shards = shards
-        self.metric = metric
+        metrics = {index_metric(s) for s in shards}
+        if len(metrics) != 1:
+            raise ValueError(f"shards disagree on the metric: {sorted(metrics)}")
+        self.metric = metrics.pop()  # what FAISS computes, whatever was asked (see index_metric)
         self.threads = threads
         self.offsets = _offsets(shards)
         self.ntotal = int(sum(s.ntotal for s in shards))

@@ -54,8 +54,9 @@ def run_dense(dataset: str, split: str, output: str, encoder: EncoderConfig, k: 
                     "embeddings": str(prep.embeddings_dir(encoder.model))}, remove_query)
 
 
-def dense_searcher(prep: Prepared, encoder: EncoderConfig, encode: "EncodeConfig | None" = None):
-    """Encode the prepared corpus (cached shards are reused) and return an exact inner-product DenseSearcher."""
+def dense_searcher(prep: Prepared, encoder: EncoderConfig, encode=None):
+    """Encode the prepared corpus (cached shards are reused; ``encode``: an EncodeConfig, default in-process) and
+    return an exact inner-product DenseSearcher."""
     import faiss
 
     from indexes import ShardedIndex

@@ -53,14 +53,14 @@ def _encoder_config(a):
     return EncoderConfig(model=a.model, batch_size=a.batch_size, max_seq_length=a.max_seq_length, dtype=a.dtype)
 
 
-def cmd_data_check(a) -> int:
+def cmd_data_check(a) -> tuple[int, dict]:
     from pipelines.check import check_path
 
     report, summary = check_path(a.path, a.split)
     return 0 if report.ok else 1, {**summary, **report.to_dict()}
 
 
-def cmd_bm25(a) -> int:
+def cmd_bm25(a) -> tuple[int, dict]:
     from pipelines.baselines import run_bm25
 
     result = run_bm25(a.dataset, a.split, a.output, k=a.k, k1=a.k1, b=a.b, remove_query=a.remove_query,
@@ -68,7 +68,7 @@ def cmd_bm25(a) -> int:
     return 0, result
 
 
-def cmd_dense(a) -> int:
+def cmd_dense(a) -> tuple[int, dict]:
     from pipelines.baselines import run_dense
 
     result = run_dense(a.dataset, a.split, a.output, _encoder_config(a), k=a.k, engine=a.engine,
@@ -77,7 +77,7 @@ def cmd_dense(a) -> int:
     return 0, result
 
 
-def cmd_evaluate(a) -> int:
+def cmd_evaluate(a) -> tuple[int, dict]:
     from retriever.data import read_qrels, read_run
     from retriever.eval import evaluate, paired_test
 
@@ -102,7 +102,7 @@ def cmd_evaluate(a) -> int:
     return 0, out
 
 
-def cmd_encode(a) -> int:
+def cmd_encode(a) -> tuple[int, dict]:
     from pipelines.encode import EncodeConfig, encode_corpus
     from pipelines.workspace import prepare
 
@@ -115,7 +115,7 @@ def cmd_encode(a) -> int:
                **manifest["last_run"]}
 
 
-def cmd_index(a) -> int:
+def cmd_index(a) -> tuple[int, dict]:
     from indexes import IndexSpec, parse_bytes
     from pipelines.index_stage import index_embeddings
 
@@ -125,7 +125,7 @@ def cmd_index(a) -> int:
     return 0, {"index": a.output, **manifest}
 
 
-def cmd_search(a) -> int:
+def cmd_search(a) -> tuple[int, dict]:
     from pipelines.baselines import search_and_evaluate
 
     result = search_and_evaluate(a.index, a.dataset, a.split, a.output, _encoder_config(a), k=a.k,
@@ -145,21 +145,15 @@ def _pick(rows, a) -> dict | None:
     return pick(rows, parse_bytes(a.memory_budget)).to_dict()
 
 
-def cmd_compress(a) -> int:
+def cmd_compress(a) -> tuple[int, dict]:
     from indexes.compress import default_variants
     from pipelines.compress import qrels_quality, sweep, write_outputs
-    from pipelines.encode import EncodeConfig, encode_corpus
+    from pipelines.encode import corpus_vectors
     from pipelines.workspace import prepare
-    from retriever.data.embeddings import read_embeddings
-    import numpy as np
+    from retriever.encoders import BiEncoder
 
     prep = prepare(a.dataset, a.split, a.docs_per_shard, max_docs=a.max_docs)
-    emb_dir = prep.embeddings_dir(a.model)
-    encode_corpus(prep.corpus_dir, emb_dir, EncodeConfig(_encoder_config(a), engine="local"))
-    _, shards = read_embeddings(emb_dir)
-    doc_ids = [i for s in shards for i in s[0]]
-    xb = np.concatenate([s[1] for s in shards])
-    from retriever.encoders import BiEncoder
+    doc_ids, xb = corpus_vectors(prep.corpus_dir, prep.embeddings_dir(a.model), _encoder_config(a))
 
     qids = list(prep.dataset.queries)
     xq = BiEncoder(_encoder_config(a)).encode_queries([prep.dataset.queries[q] for q in qids])
@@ -177,7 +171,7 @@ def cmd_compress(a) -> int:
                "pareto": [r.name for r in rows if r.pareto]}
 
 
-def cmd_plan(a) -> int:
+def cmd_plan(a) -> tuple[int, dict]:
     from pipelines.compress import rows_from_json
 
     rows, _ = rows_from_json(a.sweep)
@@ -186,22 +180,15 @@ def cmd_plan(a) -> int:
     return 0, {"picked": _pick(rows, a)}
 
 
-def cmd_learned_pq(a) -> int:
-    import numpy as np
-
-    from pipelines.encode import EncodeConfig, encode_corpus
+def cmd_learned_pq(a) -> tuple[int, dict]:
+    from pipelines.encode import corpus_vectors
     from pipelines.learned_pq import evaluate_index, export, train_learned_pq
     from pipelines.workspace import prepare
     from retriever.data import load_beir, resolve_dataset
-    from retriever.data.embeddings import read_embeddings
     from retriever.training.learned_pq import LearnedPQConfig
 
     prep = prepare(a.dataset, a.split, a.docs_per_shard, max_docs=a.max_docs)
-    emb_dir = prep.embeddings_dir(a.model)
-    encode_corpus(prep.corpus_dir, emb_dir, EncodeConfig(_encoder_config(a), engine="local"))
-    _, shards = read_embeddings(emb_dir)
-    doc_ids = [i for s in shards for i in s[0]]
-    xb = np.concatenate([s[1] for s in shards])
+    doc_ids, xb = corpus_vectors(prep.corpus_dir, prep.embeddings_dir(a.model), _encoder_config(a))
     train = load_beir(resolve_dataset(a.dataset), a.train_split, with_corpus=False)
     cfg = LearnedPQConfig(mode=a.mode, epochs=a.epochs)
     index, enc, info = train_learned_pq(xb, doc_ids, _encoder_config(a), train.queries,
@@ -211,7 +198,7 @@ def cmd_learned_pq(a) -> int:
     return 0, {"output": a.output, **{k: info[k] for k in ("mode", "factory", "losses", "train_s", "metrics")}}
 
 
-def cmd_mine(a) -> int:
+def cmd_mine(a) -> tuple[int, dict]:
     from pipelines.baselines import dense_searcher
     from pipelines.workspace import prepare
     from retriever.mining import MiningConfig, mine_negatives, write_mined
@@ -230,6 +217,21 @@ def cmd_mine(a) -> int:
     examples, report = mine_negatives(prep.dataset.queries, prep.dataset.qrels, searcher, cfg, a.retriever, score_fn)
     write_mined(examples, a.output)
     return 0, {"output": a.output, "examples": len(examples), "report": report.to_dict()}
+
+
+def cmd_run(a) -> tuple[int, dict]:
+    from pipelines.config import load_config
+    from pipelines.run import PipelineRun
+
+    config = load_config(a.config)
+    if a.ray_address:
+        from dataclasses import replace
+
+        config = replace(config, run=replace(config.run, ray_address=a.ray_address))
+    run = PipelineRun(config)
+    if a.dry_run:
+        return 0, {"run": str(run.dir), "plan": [p.to_dict() for p in run.plan()], "estimates": run.estimates()}
+    return 0, run.execute()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -338,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin-mode", choices=("relative", "absolute"), default="relative")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_mine)
+
+    p = sub.add_parser("run", help="run a pipeline config (TOML or YAML); unchanged stages are skipped")
+    p.add_argument("config")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (cached or not) and estimates only")
+    p.add_argument("--ray-address", default=None)
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("plan", help="pick a variant from a finished sweep under a memory budget")
     p.add_argument("--sweep", required=True, help="sweep.json from `densepipe compress`")

@@ -16,6 +16,7 @@ import numpy as np
 
 from indexes import IndexSpec, apply_search_params, build_index, fmt_bytes
 from indexes.compress import SignBitIndex, SweepRow, Variant, mark_pareto
+from indexes.sharded import as_scores, index_metric
 from pipelines.search import hits_to_run
 from retriever.atomic import atomic_path, write_json, write_text
 from retriever.eval import evaluate
@@ -75,6 +76,7 @@ def sweep(xb: np.ndarray, xq: np.ndarray, variants: list[Variant], quality: Call
             t1 = time.perf_counter()
             D, I = index.search(xq, k)
             qps = len(xq) / max(time.perf_counter() - t1, 1e-9)
+            D = as_scores(D, index_metric(index))
             name = v.name if len(v.search_params) == 1 else f"{v.name}/{params}"
             rows.append(SweepRow(name, v.factory, params, per_vector, total, build_s, qps, quality(D, I)))
             log.info("%s: %s, %s", name, fmt_bytes(total), rows[-1].metrics)
@@ -83,12 +85,14 @@ def sweep(xb: np.ndarray, xq: np.ndarray, variants: list[Variant], quality: Call
 
 
 def to_markdown(rows: list[SweepRow], metric: str) -> str:
-    metric_keys = list(rows[0].metrics)
+    first = [metric, f"{metric}_vs_flat"]
+    metric_keys = [m for m in first if m in rows[0].metrics] + sorted(m for m in rows[0].metrics if m not in first)
     head = "| variant | bytes/vector | index size | " + " | ".join(metric_keys) + " | QPS | build (s) | front |"
-    lines = [head, "|" + "---|" * (6 + len(metric_keys) - 1)]
+    lines = [head, "|" + "---|" * (6 + len(metric_keys))]
     for r in sorted(rows, key=lambda r: -r.index_bytes):
         vals = " | ".join(f"{r.metrics[m]:.4f}" for m in metric_keys)
-        lines.append(f"| {r.name} | {r.bytes_per_vector:g} | {fmt_bytes(r.index_bytes)} | {vals} | {r.qps:,.0f} | "
+        qps = f"{r.qps:,.0f}" if r.qps else "—"
+        lines.append(f"| {r.name} | {r.bytes_per_vector:g} | {fmt_bytes(r.index_bytes)} | {vals} | {qps} | "
                      f"{r.build_s:.1f} | {'★' if r.pareto else ''} |")
     return "\n".join(lines) + "\n"
 

@@ -192,3 +192,13 @@ def _match_path(path: str, paths: dict) -> str:
         if p.endswith(path.lstrip("/").split("://")[-1]) or path.endswith(p.lstrip("/")):
             return p
     raise KeyError(path)
+
+
+def corpus_vectors(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, encoder: EncoderConfig,
+                   progress: bool = True) -> tuple[list[str], np.ndarray]:
+    """All document ids and vectors of a corpus, encoded in-process where the cached shards do not cover it."""
+    from retriever.data.embeddings import read_embeddings
+
+    encode_corpus(corpus_dir, out_dir, EncodeConfig(encoder, engine="local"), progress=progress)
+    _, shards = read_embeddings(out_dir)
+    return [i for s in shards for i in s[0]], np.concatenate([s[1] for s in shards])

@@ -112,6 +112,5 @@ def load_sharded(index_dir: str | os.PathLike, search_params: str | None = None,
         apply_search_params(index, params)
         parts.append(index)
         ids.extend(part_ids)
-    sharded = ShardedIndex(parts, metric=manifest.get("metric", "ip"), threads=threads,
-                           shared_quantizer=manifest.get("shared_quantizer", False))
+    sharded = ShardedIndex(parts, threads=threads, shared_quantizer=manifest.get("shared_quantizer", False))
     return sharded, ids, manifest

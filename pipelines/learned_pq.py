@@ -52,9 +52,12 @@ def train_learned_pq(xb: np.ndarray, doc_ids: list[str], encoder: EncoderConfig,
 
 def evaluate_index(index, enc: BiEncoder, doc_ids: list[str], queries: Queries, qrels: Qrels, k: int = 100) -> dict:
     qids = list(queries)
-    D, I = index.search(enc.encode_queries([queries[q] for q in qids]), k)
+    xq = enc.encode_queries([queries[q] for q in qids])
+    t0 = time.perf_counter()
+    D, I = index.search(xq, k)
+    qps = len(qids) / max(time.perf_counter() - t0, 1e-9)
     res = evaluate(qrels, hits_to_run(qids, D, I, doc_ids), ["ndcg@10", "recall@100", "mrr@10"])
-    return {m: round(v, 5) for m, v in res.aggregate.items()}
+    return {**{m: round(v, 5) for m, v in res.aggregate.items()}, "qps": round(qps, 1)}
 
 
 def export(out_dir: str | Path, index, enc: BiEncoder, doc_ids: list[str], info: dict) -> None:

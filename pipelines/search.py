@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from indexes import ShardedIndex
+from indexes.sharded import as_scores
 from retriever.types import Encoder, Queries, Run
 
 
@@ -37,7 +38,7 @@ class DenseSearcher:
 
     def search_vectors(self, qids: list[str], xq: np.ndarray, k: int) -> Run:
         D, I = self.index.search(xq, k)
-        return hits_to_run(qids, D, I, self.ids)
+        return hits_to_run(qids, as_scores(D, self.index.metric), I, self.ids)
 
     def search(self, queries: Queries, k: int = 1000) -> Run:
         self._texts.update(queries)

@@ -19,6 +19,14 @@ def _work_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DRP_WORK_DIR", str(tmp_path_factory.mktemp("work")))
 
 
+def run_cli(capsys, *args) -> dict:
+    """Run ``densepipe ARGS`` in-process; it must succeed and print one JSON object."""
+    from pipelines.cli import main
+
+    assert main(list(args)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
 def write_beir(folder: Path, corpus: list[dict], queries: list[dict], qrels: list[tuple[str, str, int]],
                split: str = "test") -> Path:
     folder.mkdir(parents=True, exist_ok=True)

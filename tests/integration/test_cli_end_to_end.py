@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from pipelines.cli import main
 from retriever.data import read_run
-
-
-def _run_cli(capsys, *args) -> dict:
-    assert main(list(args)) == 0
-    return json.loads(capsys.readouterr().out)
+from tests.conftest import run_cli as _run_cli
 
 
 @pytest.mark.java

@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from pipelines.cli import main
-
-
-def _run_cli(capsys, *args) -> dict:
-    assert main(list(args)) == 0
-    return json.loads(capsys.readouterr().out)
+from tests.conftest import run_cli as _run_cli
 
 
 def test_compress_sweep_outputs_and_planner(scifact_slice, tmp_path, capsys):
     out = _run_cli(capsys, "compress", "--dataset", str(scifact_slice), "--output", str(tmp_path / "sw"),
-                   "--variants", "flat,fp16,sq8,pq8x4fs,binary", "--bytes-per-vector", "400")
+                   "--variants", "flat,fp16,sq8,pq32x4fs,binary", "--bytes-per-vector", "400")
     assert out["variants"] == 5 and "flat" in out["pareto"]
     assert out["picked"]["bytes_per_vector"] <= 400
     sweep = json.loads((tmp_path / "sw" / "sweep.json").read_text())

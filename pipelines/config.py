@@ -1,0 +1,145 @@
+"""Pipeline configuration: one frozen dataclass per stage, composed into a ``PipelineConfig`` read from TOML or
+YAML. Unknown sections or keys and wrong types are rejected before anything runs, naming the key."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from retriever.types import ConfigError
+
+
+@dataclass(frozen=True)
+class RunSection:
+    dataset: str = "scifact"
+    split: str = "test"
+    output: str = "runs/scifact"
+    max_docs: int | None = None
+    docs_per_shard: int = 50_000
+    ray_address: str | None = None
+
+
+@dataclass(frozen=True)
+class BM25Section:
+    k1: float = 0.9
+    b: float = 0.4
+    k: int = 1000
+
+
+@dataclass(frozen=True)
+class EncodeSection:
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    batch_size: int = 64
+    max_seq_length: int | None = None
+    engine: str = "ray"
+    num_workers: int = 1
+
+
+@dataclass(frozen=True)
+class IndexSection:
+    factory: str = "Flat"
+    search_params: str = ""
+    memory_budget: str | None = None
+    merged: bool = False
+
+
+@dataclass(frozen=True)
+class SearchSection:
+    k: int = 1000
+
+
+@dataclass(frozen=True)
+class CompressSection:
+    variants: list[str] = field(default_factory=list)  # empty: every default variant
+    memory_budget: str | None = None
+
+
+STAGES = ("bm25", "encode", "index", "search", "compress")
+_SECTIONS = {"run": RunSection, "bm25": BM25Section, "encode": EncodeSection, "index": IndexSection,
+             "search": SearchSection, "compress": CompressSection}
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    run: RunSection
+    bm25: BM25Section | None = None
+    encode: EncodeSection | None = None
+    index: IndexSection | None = None
+    search: SearchSection | None = None
+    compress: CompressSection | None = None
+
+    def stages(self) -> list[str]:
+        return [s for s in STAGES if getattr(self, s) is not None]
+
+    def section_dict(self, name: str) -> dict | None:
+        value = getattr(self, name)
+        return None if value is None else dataclasses.asdict(value)
+
+
+def _check_type(section: str, key: str, value, annotation: str):
+    hint = typing.get_type_hints(_SECTIONS[section])[key]
+    if typing.get_origin(hint) is list:  # list[str], the only list type in the sections
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise ConfigError(f"config key [{section}].{key} must be {annotation}, got {type(value).__name__} "
+                          f"{value!r}.")
+    allowed = typing.get_args(hint) or (hint,)
+    for t in allowed:
+        if t is type(None) and value is None:
+            return value
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if t in (int, str, bool) and type(value) is t:
+            return value
+    raise ConfigError(f"config key [{section}].{key} must be {annotation}, got {type(value).__name__} "
+                      f"{value!r}.")
+
+
+def parse_config(data: dict, source: str = "config") -> PipelineConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the config must be a table of sections.")
+    unknown = sorted(set(data) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(f"{source}: unknown section(s) {unknown}; stages are {list(STAGES)} (plus [run]).")
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        if name not in data:
+            continue
+        body = data[name] if data[name] is not None else {}
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table of keys.")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        bad = sorted(set(body) - set(fields))
+        if bad:
+            raise ConfigError(f"{source}: unknown key(s) {bad} in [{name}]; known keys: {sorted(fields)}.")
+        kwargs = {k: _check_type(name, k, v, str(fields[k].type)) for k, v in body.items()}
+        sections[name] = cls(**kwargs)
+    if "encode" in sections:
+        if sections["encode"].engine not in ("ray", "local"):
+            raise ConfigError(f"{source}: [encode].engine must be 'ray' or 'local'.")
+    needs = {"index": "encode", "search": "index", "compress": "encode"}
+    for stage, required in needs.items():
+        if stage in sections and required not in sections:
+            raise ConfigError(f"{source}: stage [{stage}] needs stage [{required}].")
+    return PipelineConfig(run=sections.get("run", RunSection()), **{k: v for k, v in sections.items() if k != "run"})
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found.")
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            import tomllib
+
+            data = tomllib.loads(text)
+    except Exception as e:  # tomllib and yaml raise their own error types
+        raise ConfigError(f"{path}: cannot parse ({e}).") from e
+    return parse_config(data, str(path))

@@ -1,0 +1,61 @@
+"""``densepipe run``: config validation before anything runs, stage caching, and the report."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.config import load_config, parse_config
+from retriever.types import ConfigError
+from tests.conftest import run_cli
+
+
+@pytest.mark.parametrize("data,needle", [
+    ({"run": {"dataset": "x", "colour": "red"}}, "unknown key(s) ['colour'] in [run]"),
+    ({"rerank": {}}, "unknown section(s) ['rerank']"),
+    ({"run": {"max_docs": "ten"}}, "[run].max_docs must be int | None, got str 'ten'"),
+    ({"index": {"factory": "Flat"}}, "stage [index] needs stage [encode]"),
+    ({"encode": {"engine": "spark"}}, "[encode].engine must be 'ray' or 'local'"),
+    ({"compress": {"variants": "flat"}, "encode": {}}, "[compress].variants must be"),
+])
+def test_bad_configs_are_rejected_naming_the_key(data, needle):
+    with pytest.raises(ConfigError) as e:
+        parse_config(data, "cfg.toml")
+    assert needle in str(e.value)
+
+
+def test_shipped_configs_parse():
+    for name in ("scifact", "quick"):
+        cfg = load_config(f"configs/{name}.toml")
+        assert cfg.stages() == ["bm25", "encode", "index", "search", "compress"]
+
+
+def test_cli_rejects_bad_config_before_running(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[run]\ndataset = "scifact"\noutput = "%s"\n[index]\nfactorry = "Flat"\n' % (tmp_path / "out"))
+    assert main(["run", str(cfg)]) == 2
+    assert "unknown key(s) ['factorry'] in [index]" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_caches_stages_and_redoes_only_what_changed(scifact_slice, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = (f'[run]\ndataset = "{scifact_slice}"\noutput = "{out}"\n[encode]\nengine = "local"\n'
+            '[search]\nk = 100\n[compress]\nvariants = ["flat", "sq8"]\n')
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(base + '[index]\nfactory = "Flat"\n')
+    plan = run_cli(capsys, "run", str(cfg), "--dry-run")
+    assert [p["cached"] for p in plan["plan"]] == [False] * 5
+    assert plan["estimates"]["index_memory_bytes"] == plan["estimates"]["documents"] * 384 * 4
+    first = run_cli(capsys, "run", str(cfg))
+    assert not any(s["skipped"] for s in first["stages"].values())
+    assert first["metrics"]["search"]["ndcg@10"] > 0.75
+    report = (out / "report.md").read_text()
+    assert "| sentence-transformers/all-MiniLM-L6-v2 · Flat |" in report and "## Compression" in report
+    again = run_cli(capsys, "run", str(cfg))
+    assert all(s["skipped"] for s in again["stages"].values())
+    assert again["metrics"] == first["metrics"]
+    cfg.write_text(base + '[index]\nfactory = "SQ8"\n')
+    changed = run_cli(capsys, "run", str(cfg))
+    redone = {k for k, s in changed["stages"].items() if not s["skipped"]}
+    assert redone == {"index", "search"}
