@@ -164,6 +164,11 @@ def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file
 
         encoder_cfg = replace(encoder_cfg, threads=max(1, int(cpus)))
     ds = ray.data.read_parquet(list(paths), include_paths=True, columns=["id", "title", "text"])
+    # Ray reads a file as one block, and one block goes to one actor: with fewer files than actors, cut the text
+    # into batch-sized blocks so every actor has work. (With one actor this costs more than it gives: on SciFact
+    # the Ray/plain throughput ratio fell from 0.91 to 0.865, so progress then comes shard by shard.)
+    if len(paths) < config.num_workers:
+        ds = ds.repartition(min(-(-sum(s["count"] for _, s in pending) // config.rows_per_ray_batch), 1024))
     ds = ds.map_batches(EncodeBatch, fn_constructor_kwargs={"encoder": encoder_cfg, "fail_once_file": fail_once_file},
                         batch_size=config.rows_per_ray_batch, batch_format="numpy",
                         compute=ray.data.ActorPoolStrategy(size=config.num_workers),

@@ -13,11 +13,15 @@ from tests.conftest import run_cli as _run_cli
 def test_compress_sweep_outputs_and_planner(scifact_slice, tmp_path, capsys):
     out = _run_cli(capsys, "compress", "--dataset", str(scifact_slice), "--output", str(tmp_path / "sw"),
                    "--variants", "flat,fp16,sq8,pq32x4fs,binary", "--bytes-per-vector", "400")
-    assert out["variants"] == 5 and "flat" in out["pareto"]
-    assert out["picked"]["bytes_per_vector"] <= 400
+    assert out["variants"] == 5 and out["pareto"]
+    assert out["picked"]["bytes_per_vector"] <= 400 and out["picked"]["name"] in out["pareto"]
     sweep = json.loads((tmp_path / "sw" / "sweep.json").read_text())
     flat = next(r for r in sweep["rows"] if r["name"] == "flat")
     assert flat["bytes_per_vector"] == 1536 and flat["ndcg@10"] > 0.75
+    front = [r for r in sweep["rows"] if r["pareto"]]
+    for r in sweep["rows"]:  # every row off the front is matched or beaten by a smaller-or-equal front row
+        assert r["pareto"] or any(f["index_bytes"] <= r["index_bytes"] and f["ndcg@10"] >= r["ndcg@10"]
+                                  for f in front)
     assert (tmp_path / "sw" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert "| flat | 1536 |" in (tmp_path / "sw" / "sweep.md").read_text()
     plan = _run_cli(capsys, "plan", "--sweep", str(tmp_path / "sw" / "sweep.json"), "--memory-budget", "10GB")
