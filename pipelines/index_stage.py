@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from indexes import IndexSpec, ShardedIndex, build_index, estimate_memory, index_is_done, load_index, save_index
+from indexes import (IndexSpec, ShardedIndex, apply_search_params, build_index, estimate_memory, index_is_done,
+                     load_index, save_index)
 from indexes.build import sample_for_training, train_index
 from indexes.spec import MemoryBudgetError, training_size
 from retriever.atomic import read_json, write_json
 from retriever.data.embeddings import read_embedding_shard, read_embeddings
+from retriever.types import DataError
 
 log = logging.getLogger("densepipe.index")
 
@@ -68,8 +70,10 @@ def index_embeddings(emb_dir: str | os.PathLike, out_dir: str | os.PathLike, spe
     folders = [out_dir / ("merged" if merged else f"shard-{gi:05d}") for gi in range(len(groups))]
     expects = [{"spec": _spec_key(spec), "source": [sources[i] for i in g], "trained_on": sources} for g in groups]
     trained = None
-    if not all(index_is_done(f, e) for f, e in zip(folders, expects)) and len(groups) > 1:
-        trained = _shared_training(emb_dir, shards, spec, total)
+    if not all(index_is_done(f, e) for f, e in zip(folders, expects)):
+        (out_dir / "manifest.json").unlink(missing_ok=True)  # incomplete until every part is built
+        if len(groups) > 1:
+            trained = _shared_training(emb_dir, shards, spec, total)
     for group, folder, expect in zip(groups, folders, expects):
         if index_is_done(folder, expect):
             continue
@@ -96,9 +100,6 @@ def index_embeddings(emb_dir: str | os.PathLike, out_dir: str | os.PathLike, spe
 def load_sharded(index_dir: str | os.PathLike, search_params: str | None = None, threads: int = 1
                  ) -> tuple[ShardedIndex, list[str], dict]:
     """Load every part of an index folder as one ShardedIndex with the global id list."""
-    from indexes import apply_search_params
-    from retriever.types import DataError
-
     index_dir = Path(index_dir)
     top = index_dir / "manifest.json"
     if not top.is_file():

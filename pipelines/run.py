@@ -174,9 +174,15 @@ class PipelineRun:
         variants = [v for v in default_variants(xb.shape[1]) if not wanted or v.name in wanted]
         rows = sweep(xb, xq, variants, qrels_quality(qids, doc_ids, prep.dataset.qrels), progress=self.progress)
         write_outputs(rows, self.dir / "compress", "ndcg@10", f"{prep.dataset.name}: memory vs nDCG@10")
-        return {"sweep": str(self.dir / "compress" / "sweep.json"),
-                "rows": [{"name": r.name, "index_bytes": r.index_bytes, "ndcg@10": r.metrics["ndcg@10"]}
-                         for r in rows]}
+        out = {"sweep": str(self.dir / "compress" / "sweep.json"),
+               "rows": [{"name": r.name, "index_bytes": r.index_bytes, "ndcg@10": r.metrics["ndcg@10"]}
+                        for r in rows]}
+        if self.config.compress.memory_budget:
+            from indexes import parse_bytes
+            from indexes.compress import pick
+
+            out["picked"] = pick(rows, parse_bytes(self.config.compress.memory_budget)).to_dict()
+        return out
 
     # -- report ---------------------------------------------------------------------------------------------
     def report(self, results: dict[str, dict]) -> str:
@@ -195,6 +201,10 @@ class PipelineRun:
         if "compress" in results:
             lines += ["", "## Compression", "", "![memory vs nDCG@10](compress/sweep.png)", "",
                       (self.dir / "compress" / "sweep.md").read_text()]
+            if "picked" in results["compress"]:
+                p = results["compress"]["picked"]
+                lines.append(f"Picked under the {self.config.compress.memory_budget} budget: **{p['name']}** "
+                             f"({p['index_bytes']:,} bytes, nDCG@10 {p['ndcg@10']:.4f}).")
         lines += ["", "## Stages", "", "| stage | key | cached | seconds |", "|---|---|---|---|"]
         for name, res in results.items():
             lines.append(f"| {name} | `{res['key']}` | {'yes' if res['skipped'] else 'no'} | {res['seconds']} |")

@@ -41,7 +41,7 @@ def test_cli_rejects_bad_config_before_running(tmp_path, capsys):
 def test_run_caches_stages_and_redoes_only_what_changed(scifact_slice, tmp_path, capsys):
     out = tmp_path / "run"
     base = (f'[run]\ndataset = "{scifact_slice}"\noutput = "{out}"\n[encode]\nengine = "local"\n'
-            '[search]\nk = 100\n[compress]\nvariants = ["flat", "sq8"]\n')
+            '[search]\nk = 100\n[compress]\nvariants = ["flat", "sq8"]\nmemory_budget = "1GB"\n')
     cfg = tmp_path / "c.toml"
     cfg.write_text(base + '[index]\nfactory = "Flat"\n')
     plan = run_cli(capsys, "run", str(cfg), "--dry-run")
@@ -52,6 +52,7 @@ def test_run_caches_stages_and_redoes_only_what_changed(scifact_slice, tmp_path,
     assert first["metrics"]["search"]["ndcg@10"] > 0.75
     report = (out / "report.md").read_text()
     assert "| sentence-transformers/all-MiniLM-L6-v2 · Flat |" in report and "## Compression" in report
+    assert "Picked under the 1GB budget: **" in report
     again = run_cli(capsys, "run", str(cfg))
     assert all(s["skipped"] for s in again["stages"].values())
     assert again["metrics"] == first["metrics"]
