@@ -146,27 +146,12 @@ def _pick(rows, a) -> dict | None:
 
 
 def cmd_compress(a) -> tuple[int, dict]:
-    from indexes.compress import default_variants
-    from pipelines.compress import qrels_quality, sweep, write_outputs
-    from pipelines.encode import corpus_vectors
+    from pipelines.compress import compress_prepared
     from pipelines.workspace import prepare
-    from retriever.encoders import BiEncoder
 
     prep = prepare(a.dataset, a.split, a.docs_per_shard, max_docs=a.max_docs)
-    doc_ids, xb = corpus_vectors(prep.corpus_dir, prep.embeddings_dir(a.model), _encoder_config(a))
-
-    qids = list(prep.dataset.queries)
-    xq = BiEncoder(_encoder_config(a)).encode_queries([prep.dataset.queries[q] for q in qids])
-    variants = default_variants(xb.shape[1])
-    if a.variants:
-        wanted = {v.strip() for v in a.variants.split(",")}
-        unknown = wanted - {v.name for v in variants}
-        if unknown:
-            raise DensepipeError(f"unknown variants {sorted(unknown)}; choose from {[v.name for v in variants]}.")
-        variants = [v for v in variants if v.name in wanted]
-    rows = sweep(xb, xq, variants, qrels_quality(qids, doc_ids, prep.dataset.qrels))
-    write_outputs(rows, a.output, "ndcg@10", f"{prep.dataset.name} {a.split}: memory vs nDCG@10 ({a.model})",
-                  {"dataset": prep.dataset.name, "split": a.split, "model": a.model, "n": len(xb), "d": xb.shape[1]})
+    names = [v.strip() for v in a.variants.split(",")] if a.variants else None
+    rows = compress_prepared(prep, prep.embeddings_dir(a.model), _encoder_config(a), a.output, names)
     return 0, {"output": a.output, "variants": len(rows), "picked": _pick(rows, a),
                "pareto": [r.name for r in rows if r.pareto]}
 

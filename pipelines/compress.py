@@ -143,3 +143,35 @@ def rows_from_json(path: str | Path) -> tuple[list[SweepRow], str]:
         rows.append(SweepRow(r["name"], r["factory"], r["search_params"], r["bytes_per_vector"], r["index_bytes"],
                              r["build_s"], r["qps"], {k: v for k, v in r.items() if k not in fixed}))
     return rows, data["metric"]
+
+
+def select_variants(d: int, names: list[str] | None) -> list[Variant]:
+    """The default variants for dimension ``d``, or the named subset; an unknown name is an error."""
+    from indexes.compress import default_variants
+    from retriever.types import ConfigError
+
+    variants = default_variants(d)
+    if not names:
+        return variants
+    unknown = set(names) - {v.name for v in variants}
+    if unknown:
+        raise ConfigError(f"unknown variants {sorted(unknown)}; choose from {[v.name for v in variants]}.")
+    return [v for v in variants if v.name in set(names)]
+
+
+def compress_prepared(prep, emb_dir: str | Path, encoder, out_dir: str | Path, names: list[str] | None = None,
+                      progress: bool = True, extra: dict | None = None) -> list[SweepRow]:
+    """Sweep the variants over a prepared dataset's document vectors (encoded, or read from ``emb_dir``) with its
+    queries and qrels, and write sweep.json / .md / .png into ``out_dir``."""
+    from pipelines.encode import corpus_vectors
+    from retriever.encoders import BiEncoder
+
+    doc_ids, xb = corpus_vectors(prep.corpus_dir, emb_dir, encoder, progress)
+    qids = list(prep.dataset.queries)
+    xq = BiEncoder(encoder).encode_queries([prep.dataset.queries[q] for q in qids])
+    rows = sweep(xb, xq, select_variants(xb.shape[1], names), qrels_quality(qids, doc_ids, prep.dataset.qrels),
+                 progress=progress)
+    write_outputs(rows, out_dir, "ndcg@10", f"{prep.dataset.name} {prep.dataset.split}: memory vs nDCG@10 "
+                  f"({encoder.model})", {"dataset": prep.dataset.name, "split": prep.dataset.split,
+                                         "model": encoder.model, "n": len(xb), "d": int(xb.shape[1]), **(extra or {})})
+    return rows

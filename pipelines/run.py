@@ -161,19 +161,10 @@ class PipelineRun:
         return {"run_file": res["run"], "factory": res["factory"], "metrics": res["metrics"]}
 
     def _stage_compress(self) -> dict:
-        from indexes.compress import default_variants
-        from pipelines.compress import qrels_quality, sweep, write_outputs
-        from pipelines.encode import corpus_vectors
-        from retriever.encoders import BiEncoder
+        from pipelines.compress import compress_prepared
 
-        prep = self.prep()
-        doc_ids, xb = corpus_vectors(prep.corpus_dir, self._embeddings(), self._encoder(), self.progress)
-        qids = list(prep.dataset.queries)
-        xq = BiEncoder(self._encoder()).encode_queries([prep.dataset.queries[q] for q in qids])
-        wanted = set(self.config.compress.variants)
-        variants = [v for v in default_variants(xb.shape[1]) if not wanted or v.name in wanted]
-        rows = sweep(xb, xq, variants, qrels_quality(qids, doc_ids, prep.dataset.qrels), progress=self.progress)
-        write_outputs(rows, self.dir / "compress", "ndcg@10", f"{prep.dataset.name}: memory vs nDCG@10")
+        rows = compress_prepared(self.prep(), self._embeddings(), self._encoder(), self.dir / "compress",
+                                 self.config.compress.variants, self.progress)
         out = {"sweep": str(self.dir / "compress" / "sweep.json"),
                "rows": [{"name": r.name, "index_bytes": r.index_bytes, "ndcg@10": r.metrics["ndcg@10"]}
                         for r in rows]}
