@@ -204,6 +204,22 @@ def cmd_mine(a) -> tuple[int, dict]:
     return 0, {"output": a.output, "examples": len(examples), "report": report.to_dict()}
 
 
+def cmd_train(a) -> tuple[int, dict]:
+    from pipelines.train import TrainJob, run_training
+    from retriever.training import TrainConfig
+
+    cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, loss=a.loss, temperature=a.temperature,
+                      tau_plus=a.tau_plus, symmetric=a.symmetric, negatives=a.negatives, tower=a.tower,
+                      max_seq_length=a.max_seq_length or None, grad_cache_chunk=a.grad_cache_chunk,
+                      checkpoint_every=a.checkpoint_every, max_steps=a.max_steps, seed=a.seed)
+    job = TrainJob(a.dataset, a.output, a.model, a.split, tuple(a.pairs), a.held_out, config=cfg, engine=a.engine,
+                   num_workers=a.num_workers, ray_address=a.ray_address, max_docs=a.max_docs)
+    info = run_training(job)
+    keep = ("model", "skipped", "steps", "train_seconds", "wall_seconds", "final_loss", "held_out_evals",
+            "examples", "held_out_queries", "fingerprint")
+    return 0, {k: info[k] for k in keep if k in info}
+
+
 def cmd_run(a) -> tuple[int, dict]:
     from pipelines.config import load_config
     from pipelines.run import PipelineRun
@@ -325,6 +341,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin-mode", choices=("relative", "absolute"), default="relative")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_mine)
+
+    p = sub.add_parser("train", help="contrastive fine-tuning (InfoNCE, in-batch + mined hard negatives) on Ray "
+                       "Train; saves a sentence-transformers folder")
+    _add_dataset(p)
+    _add_ray(p)
+    p.set_defaults(split="train")
+    p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2", help="base model to fine-tune")
+    p.add_argument("--pairs", nargs="*", default=[], help="mined Parquet tables (`densepipe mine`); none: "
+                   "in-batch negatives from the qrels only")
+    p.add_argument("--output", required=True, help="folder: model/, loss.json, loss.png, checkpoint/")
+    p.add_argument("--engine", choices=("ray", "local"), default="ray")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--loss", choices=("infonce", "debiased"), default="infonce")
+    p.add_argument("--temperature", type=float, default=0.05)
+    p.add_argument("--tau-plus", type=float, default=0.1, help="class prior of the debiased loss")
+    p.add_argument("--symmetric", action="store_true", help="add the document-to-query InfoNCE term")
+    p.add_argument("--negatives", type=int, default=1, help="mined negatives per query per step (0: in-batch)")
+    p.add_argument("--tower", choices=("both", "query"), default="both",
+                   help="both: one shared encoder; query: documents keep the base model's vectors")
+    p.add_argument("--max-seq-length", type=int, default=128, help="token limit while training (0: the model's)")
+    p.add_argument("--grad-cache-chunk", type=int, default=None, help="gradient cache: embed in chunks of N")
+    p.add_argument("--held-out", type=float, default=0.1, help="fraction of queries evaluated during training")
+    p.add_argument("--checkpoint-every", type=int, default=25)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("run", help="run a pipeline config (TOML or YAML); unchanged stages are skipped")
     p.add_argument("config")

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from retriever.atomic import read_json, write_json
 from retriever.data.embeddings import shard_is_done, write_embedding_shard
 from retriever.data.parquet import iter_corpus_shards, read_manifest
-from retriever.encoders import BiEncoder, EncoderConfig, model_hash, resolve_model
+from retriever.encoders import BiEncoder, EncoderConfig, document_encoder, document_model_hash, resolve_model
 from retriever.types import ConfigError, Document
 
 log = logging.getLogger("densepipe.encode")
@@ -70,7 +70,9 @@ def shard_meta(corpus_manifest: dict, encoder: EncoderConfig, shard: dict) -> di
     """What a finished embedding shard must have been made from."""
     cfg = encoder.to_dict()
     meta = {k: cfg[k] for k in _OUTPUT_KEYS}
-    meta["model_hash"] = model_hash(resolve_model(encoder.model))
+    path = resolve_model(encoder.model)
+    meta["model"] = document_encoder(path) or encoder.model  # a frozen-document model writes its base's vectors
+    meta["model_hash"] = document_model_hash(path)
     meta["data_hash"] = f"{corpus_manifest['data_hash']}:{shard['first']}:{shard['count']}"
     return meta
 

@@ -10,7 +10,7 @@ from retriever.data import ValidationReport, load_beir, resolve_dataset
 from retriever.data.beir import BeirDataset
 from retriever.data.parquet import write_corpus_shards, write_queries
 from retriever.data.resolve import user_dir
-from retriever.encoders import model_hash, resolve_model
+from retriever.encoders import document_encoder, model_hash, resolve_model
 
 
 def work_root() -> Path:
@@ -29,6 +29,8 @@ class Prepared:
     corpus_dir: Path  # corpus Parquet shards
 
     def embeddings_dir(self, model: str) -> Path:
+        """Where ``model``'s corpus vectors live; a model whose documents route to its base model shares the base's."""
+        model = document_encoder(resolve_model(model)) or model
         return self.folder / "embeddings" / f"{slug(model)}-{model_hash(resolve_model(model))}"
 
 

@@ -55,3 +55,45 @@ def scifact_slice(tmp_path_factory) -> Path:
     queries = [{"_id": q, "text": ds.queries[q]} for q in qids]
     qrels = [(q, d, r) for q in qids for d, r in ds.qrels[q].items()]
     return write_beir(tmp_path_factory.mktemp("data") / "scifact-slice", corpus, queries, qrels)
+
+
+def build_tiny_model(folder: Path, dim: int = 32, seed: int = 0) -> Path:
+    """A 2-layer, 32-dim BERT with MiniLM's tokenizer, saved as a sentence-transformers folder (mean pooling,
+    normalized): trains in milliseconds, deterministic."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Normalize, Pooling, Transformer
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from retriever.encoders import resolve_model
+
+    torch.manual_seed(seed)
+    raw = folder / "hf"
+    tok = AutoTokenizer.from_pretrained(resolve_model("sentence-transformers/all-MiniLM-L6-v2"))
+    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=dim, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=2 * dim, max_position_embeddings=128)).save_pretrained(raw)
+    tok.save_pretrained(raw)
+    model = SentenceTransformer(modules=[Transformer(str(raw), max_seq_length=64), Pooling(dim, "mean"),
+                                         Normalize()], device="cpu", similarity_fn_name="cosine")
+    model.save(str(folder / "st"))
+    return folder / "st"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def toy_beir(tmp_path_factory) -> Path:
+    """40 documents on 10 topics, 20 queries (2 per topic) judging their topic's first document; train split."""
+    topics = ["protein folding", "cancer immunotherapy", "vitamin d", "malaria vaccine", "gut microbiome",
+              "insulin resistance", "stem cells", "antibiotic resistance", "sleep apnea", "air pollution"]
+    corpus, queries, qrels = [], [], []
+    for t, topic in enumerate(topics):
+        for j in range(4):
+            corpus.append({"_id": f"d{t}-{j}", "title": topic, "text": f"study {j} of {topic} in patients cohort {j}"})
+        for j in range(2):
+            queries.append({"_id": f"q{t}-{j}", "text": f"what is known about {topic} {'risk' if j else 'effects'}"})
+            qrels.append((f"q{t}-{j}", f"d{t}-0", 1))
+    return write_beir(tmp_path_factory.mktemp("data") / "toy", corpus, queries, qrels, split="train")

@@ -50,6 +50,31 @@ def model_hash(folder: str) -> str:
     return h.hexdigest()[:16]
 
 
+TRAINING_INFO = "densepipe_training.json"
+
+
+def document_encoder(folder: str) -> str | None:
+    """The base model that encodes *documents* for a model fine-tuned with frozen documents (``tower="query"``):
+    its document route is the base's weights, recorded with their hash, so its corpus vectors are the base
+    model's and are reused. None for any other model (or when the base installed here is not the one trained
+    against)."""
+    info = Path(folder) / TRAINING_INFO
+    if not info.is_file():
+        return None
+    import json
+
+    recorded = json.loads(info.read_text())
+    base, expected = recorded.get("document_encoder"), recorded.get("document_encoder_hash")
+    if not base or not expected:
+        return None
+    return base if model_hash(resolve_model(base)) == expected else None
+
+
+def document_model_hash(folder: str) -> str:
+    base = document_encoder(folder)
+    return model_hash(resolve_model(base) if base else folder)
+
+
 class BiEncoder:
     """Implements the ``Encoder`` protocol over a SentenceTransformer.
 

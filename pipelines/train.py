@@ -1,0 +1,265 @@
+"""The training stage: build examples from mined tables (or qrels alone), hold out queries, fine-tune on Ray
+Train's TorchTrainer (one worker here by default; ``engine="local"`` runs the same task in-process), and save a
+sentence-transformers folder with its training record, loss log and loss curve beside it.
+
+Output folder layout::
+
+    OUTPUT/checkpoint/checkpoint.pt   resumable state (removed once the model is saved)
+    OUTPUT/model/                     SentenceTransformer(OUTPUT/model) loads it; densepipe_training.json inside
+    OUTPUT/loss.json, OUTPUT/loss.png the loss per step and the held-out metrics
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from retriever.atomic import read_json, write_json
+from retriever.encoders import TRAINING_INFO, EncoderConfig, model_hash, resolve_model
+from retriever.training.contrastive import ContrastiveTrainer, TrainConfig, TrainState
+from retriever.training.examples import (TrainingExample, examples_from_mined, examples_from_qrels,
+                                         examples_hash, split_held_out)
+from retriever.types import ConfigError
+
+log = logging.getLogger("densepipe.train")
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    dataset: str
+    output: str
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    split: str = "train"
+    pairs: tuple[str, ...] = ()  # mined Parquet tables; none: (query, positive) pairs from the qrels
+    held_out: float = 0.1  # fraction of training queries kept aside to evaluate during training
+    eval_docs: int = 1000  # tower="both": held-out evaluation re-ranks positives + negatives + this many others
+    config: TrainConfig = field(default_factory=TrainConfig)
+    engine: str = "ray"  # "ray" (TorchTrainer) or "local"
+    num_workers: int = 1
+    ray_address: str | None = None
+    docs_per_shard: int = 50_000
+    max_docs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("ray", "local"):
+            raise ConfigError(f"train engine must be 'ray' or 'local', got {self.engine!r}.")
+        if self.num_workers < 1:
+            raise ConfigError("train num_workers must be >= 1.")
+        if not 0 <= self.held_out < 1:
+            raise ConfigError(f"train held_out must be in [0, 1), got {self.held_out}.")
+
+
+@dataclass
+class TrainTask:
+    """Everything one training worker needs, picklable, so Ray can ship it; ``run`` is the worker's body."""
+
+    job: TrainJob
+    fingerprint: str
+    examples: list[TrainingExample]
+    held_out: dict  # query id -> {doc id: grade}
+    query_text: dict
+    doc_text: dict
+    positives: dict
+    doc_ids: list[str] | None = None  # tower="query": fixed document vectors, in this order
+    doc_matrix: np.ndarray | None = None
+    crash_at: int | None = None
+
+    def run(self, rank: int = 0, world_size: int = 1, report=None) -> TrainState:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        job, out = self.job, Path(self.job.output)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = SentenceTransformer(resolve_model(job.model), device=device)
+        if world_size > 1:
+            from ray.train.torch import prepare_model
+
+            model = prepare_model(model)
+        vectors = None
+        if self.doc_matrix is not None:
+            vectors = ({d: i for i, d in enumerate(self.doc_ids)}, self.doc_matrix)
+        trainer = ContrastiveTrainer(model, job.config, self.examples, self.query_text, self.doc_text,
+                                     self.positives, out / "checkpoint", self.fingerprint, vectors,
+                                     self._evaluator() if self.held_out else None, report, rank, world_size,
+                                     self.crash_at)
+        state = trainer.fit()
+        if rank == 0:
+            self._save(getattr(model, "module", model), state)
+        return state
+
+    def _evaluator(self):
+        """Held-out nDCG@10 and Recall@100: exact search over the whole corpus's fixed vectors (tower="query"),
+        or over positives + mined negatives + ``eval_docs`` sampled documents re-encoded (tower="both")."""
+        from retriever.eval import evaluate
+
+        qids = sorted(self.held_out)
+        if self.doc_matrix is not None:
+            doc_ids, fixed = self.doc_ids, self.doc_matrix
+        else:
+            judged = {d for q in qids for d in self.held_out[q]}
+            others = sorted(set(self.doc_text) - judged)
+            rng = np.random.default_rng(self.job.config.seed)
+            sample = rng.choice(len(others), size=min(self.job.eval_docs, len(others)), replace=False)
+            doc_ids, fixed = sorted(judged | {others[i] for i in sample}), None
+
+        def run(model) -> dict:
+            from retriever.encoders import BiEncoder
+
+            enc = BiEncoder(EncoderConfig(self.job.model, batch_size=64), model=model)
+            xq = enc.encode_queries([self.query_text[q] for q in qids])
+            xb = fixed if fixed is not None else enc._encode([self.doc_text[d] for d in doc_ids], "document", False)
+            scores = xq @ xb.T
+            top = np.argsort(-scores, axis=1)[:, :100]
+            results = {q: {doc_ids[j]: float(scores[i, j]) for j in top[i]} for i, q in enumerate(qids)}
+            res = evaluate(self.held_out, results, ["ndcg@10", "recall@100"])
+            return {k.replace("@", "_at_"): round(v, 5) for k, v in res.aggregate.items()}
+
+        return run
+
+    def _save(self, model, state: TrainState) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        from retriever.training.curves import plot_losses
+
+        job, out = self.job, Path(self.job.output)
+        base_path = resolve_model(job.model)
+        if job.config.tower == "query":
+            from sentence_transformers.models import Router
+
+            base = SentenceTransformer(base_path, device="cpu")
+            router = Router.for_query_document(query_modules=list(model._modules.values()),
+                                               document_modules=list(base._modules.values()))
+            model = SentenceTransformer(modules=[router], device="cpu", similarity_fn_name=base.similarity_fn_name)
+        final, tmp = out / "model", out / ".model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save(str(tmp))
+        info = self.record(state)
+        write_json(tmp / TRAINING_INFO, info)
+        write_json(out / "loss.json", {"losses": state.losses, "evals": state.evals})
+        plot_losses(state.losses, out / "loss.png", f"{job.model} on {job.dataset} ({job.config.loss}, "
+                    f"tower={job.config.tower})", state.evals)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        shutil.rmtree(out / "checkpoint", ignore_errors=True)
+
+    def record(self, state: TrainState) -> dict:
+        from pipelines.encode import _versions
+
+        job = self.job
+        info = {"fingerprint": self.fingerprint, "base_model": job.model,
+                "base_model_hash": model_hash(resolve_model(job.model)), "dataset": job.dataset,
+                "split": job.split, "pairs": list(job.pairs), "examples": len(self.examples),
+                "examples_hash": examples_hash(self.examples), "held_out_queries": len(self.held_out),
+                "config": job.config.to_dict(), "steps": state.step, "train_seconds": round(state.seconds, 1),
+                "final_loss": state.losses[-1]["loss"] if state.losses else None, "held_out_evals": state.evals,
+                "engine": job.engine, "num_workers": job.num_workers, "versions": _versions()}
+        if job.config.tower == "query":
+            info["document_encoder"] = job.model
+            info["document_encoder_hash"] = info["base_model_hash"]
+        return info
+
+
+def _fingerprint(job: TrainJob, examples: list[TrainingExample], held: list[str]) -> str:
+    config = {k: v for k, v in job.config.to_dict().items() if k != "checkpoint_every"}  # never changes weights
+    parts = [config, examples_hash(examples), held, model_hash(resolve_model(job.model)), job.eval_docs]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def build_task(job: TrainJob, crash_at: int | None = None) -> TrainTask:
+    """Read the data, build and validate the examples, hold out queries, and (tower="query") load the base
+    model's cached corpus vectors."""
+    from retriever.mining import read_mined
+    from pipelines.workspace import prepare
+
+    prep = prepare(job.dataset, job.split, job.docs_per_shard, max_docs=job.max_docs)
+    ds = prep.dataset
+    if job.pairs:
+        examples = examples_from_mined([(p, read_mined(p)) for p in job.pairs], ds.queries, ds.corpus, ds.qrels)
+    else:
+        examples = examples_from_qrels(ds.qrels, ds.queries, ds.corpus, f"{job.dataset} qrels/{job.split}")
+    if job.config.negatives > 0 and not any(e.negative_ids for e in examples):
+        raise ConfigError("train negatives > 0 needs mined pairs (--pairs from `densepipe mine`); "
+                          "or set negatives = 0 for in-batch negatives only.")
+    train, held = split_held_out(examples, job.held_out, job.config.seed)
+    positives = {q: {d for d, r in docs.items() if r > 0} for q, docs in ds.qrels.items()}
+    used = {e.query_id for e in examples}
+    task = TrainTask(job, _fingerprint(job, train, held), train, {q: ds.qrels[q] for q in held},
+                     {q: ds.queries[q] for q in used}, {d: doc.joined(" ") for d, doc in ds.corpus.items()},
+                     positives, crash_at=crash_at)
+    if job.config.tower == "query":
+        from pipelines.encode import corpus_vectors
+
+        task.doc_ids, task.doc_matrix = corpus_vectors(prep.corpus_dir, prep.embeddings_dir(job.model),
+                                                       EncoderConfig(job.model))
+    return task
+
+
+def finished(job: TrainJob, fingerprint: str) -> dict | None:
+    info = Path(job.output) / "model" / TRAINING_INFO
+    if info.is_file():
+        recorded = read_json(info)
+        if recorded.get("fingerprint") == fingerprint:
+            return recorded
+    return None
+
+
+def run_training(job: TrainJob, crash_at: int | None = None) -> dict:
+    """Train (or skip when the output already holds this exact training's model); returns the training record."""
+    t0 = time.perf_counter()
+    task = build_task(job, crash_at)
+    done = finished(job, task.fingerprint)
+    if done is not None:
+        log.info("train: %s already holds this model; skipped", job.output)
+        return {**done, "skipped": True, "model": str(Path(job.output) / "model")}
+    log.info("train: %d examples, %d held-out queries, %s", len(task.examples), len(task.held_out), job.config)
+    if job.engine == "local":
+        task.run(report=_log_progress)
+    else:
+        _run_on_ray(task)
+    info = read_json(Path(job.output) / "model" / TRAINING_INFO)
+    return {**info, "skipped": False, "wall_seconds": round(time.perf_counter() - t0, 1),
+            "model": str(Path(job.output) / "model")}
+
+
+def _log_progress(entry: dict) -> bool:
+    """Log every 10th step and every evaluation; True when it logged (Ray reports the same entries)."""
+    held = {k: v for k, v in entry.items() if k.startswith("heldout_")}
+    if entry["step"] % 10 == 0 or held:
+        log.warning("train step %d (epoch %d): loss %.4f%s", entry["step"], entry["epoch"], entry["loss"],
+                    "".join(f", {k} {v}" for k, v in held.items()))
+        return True
+    return False
+
+
+def _run_on_ray(task: TrainTask) -> None:
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from pipelines.runtime import cluster_gpus, init_ray
+
+    init_ray(task.job.ray_address)
+    use_gpu = cluster_gpus() > 0
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // task.job.num_workers)
+    ref = ray.put(task)
+
+    def loop(config: dict) -> None:
+        import ray.train
+
+        ctx = ray.train.get_context()
+        ray.get(config["task"]).run(ctx.get_world_rank(), ctx.get_world_size(),
+                                    report=lambda entry: _log_progress(entry) and ray.train.report(entry))
+
+    out = Path(task.job.output)
+    trainer = TorchTrainer(loop, train_loop_config={"task": ref},
+                           scaling_config=ScalingConfig(num_workers=task.job.num_workers, use_gpu=use_gpu,
+                                                        resources_per_worker=None if use_gpu else {"CPU": cpus}),
+                           run_config=RunConfig(name="train", storage_path=str((out / "ray").resolve())))
+    trainer.fit()

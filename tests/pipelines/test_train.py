@@ -1,0 +1,106 @@
+"""The training stage end to end on a toy dataset and a tiny model: kill and resume, skip when done, the saved
+folder loads with plain sentence-transformers, frozen-document training reuses the base vectors, bad pairs
+files and configs are clear errors, and the Ray Train path."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.train import TrainJob, run_training
+from retriever.training import TrainConfig
+from retriever.types import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _job(toy_beir, tiny_model, out, **cfg) -> TrainJob:
+    config = TrainConfig(**{"epochs": 2, "batch_size": 4, "lr": 1e-3, "negatives": 0, "checkpoint_every": 2,
+                            "max_seq_length": 32, **cfg})
+    return TrainJob(str(toy_beir), str(out), str(tiny_model), "train", held_out=0.2, eval_docs=10,
+                    config=config, engine="local")
+
+
+def _weights(folder: Path) -> dict:
+    from safetensors.numpy import load_file
+
+    return {k: v for f in sorted(folder.rglob("model.safetensors")) for k, v in load_file(f).items()}
+
+
+def test_killed_training_resumes_to_the_same_weights(toy_beir, tiny_model, tmp_path):
+    job = _job(toy_beir, tiny_model, tmp_path / "killed")
+    code = (f"from pipelines.train import TrainJob, run_training\nfrom retriever.training import TrainConfig\n"
+            f"job = {job!r}\nrun_training(job, crash_at=3)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert (tmp_path / "killed" / "checkpoint" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "killed" / "model").exists()  # nothing half-written looks finished
+    resumed = run_training(job)
+    assert resumed["steps"] == 8 and not resumed["skipped"]
+    unbroken = run_training(_job(toy_beir, tiny_model, tmp_path / "unbroken"))
+    a, b = _weights(tmp_path / "killed" / "model"), _weights(tmp_path / "unbroken" / "model")
+    assert a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert [e["loss"] for e in json.loads((tmp_path / "killed" / "loss.json").read_text())["losses"]] == \
+        [e["loss"] for e in json.loads((tmp_path / "unbroken" / "loss.json").read_text())["losses"]]
+    assert not (tmp_path / "killed" / "checkpoint").exists()
+    assert run_training(job)["skipped"]  # the same job again is free
+    assert (tmp_path / "killed" / "loss.png").stat().st_size > 0
+    changed = _job(toy_beir, tiny_model, tmp_path / "killed", lr=5e-4)
+    assert not run_training(changed)["skipped"]
+
+
+def test_frozen_documents_route_to_the_base_and_reuse_its_vectors(toy_beir, tiny_model, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from pipelines.workspace import prepare
+
+    info = run_training(_job(toy_beir, tiny_model, tmp_path / "q", tower="query", epochs=1))
+    assert info["document_encoder"] == str(tiny_model)
+    tuned, base = SentenceTransformer(info["model"], device="cpu"), SentenceTransformer(str(tiny_model), device="cpu")
+    texts = ["vitamin d in patients", "gut microbiome"]
+    assert np.allclose(tuned.encode_document(texts), base.encode_document(texts), atol=1e-6)
+    assert not np.allclose(tuned.encode_query(texts), base.encode_query(texts), atol=1e-4)
+    prep = prepare(str(toy_beir), "train")
+    assert prep.embeddings_dir(info["model"]) == prep.embeddings_dir(str(tiny_model))
+    assert [e["step"] for e in info["held_out_evals"]][0] == 0
+
+
+def test_bad_pairs_files_and_configs_are_clear_errors(toy_beir, tiny_model, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.cli import main
+
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({c: pa.array([], pa.string()) for c in
+                             ("query_id", "positive_id", "negative_ids", "negative_scores", "positive_score",
+                              "source")}), empty)
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_text("not parquet\n")
+    for path, message in ((empty, "empty"), (garbage, "not a readable Parquet"), (tmp_path / "no.parquet",
+                                                                                  "not found")):
+        args = ["train", "--dataset", str(toy_beir), "--model", str(tiny_model), "--output", str(tmp_path / "o"),
+                "--engine", "local", "--pairs", str(path)]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert str(path) in err and message in err and "Fix:" in err
+    with pytest.raises(ConfigError, match="needs mined pairs"):
+        run_training(_job(toy_beir, tiny_model, tmp_path / "n", negatives=2))
+    with pytest.raises(ConfigError, match="held_out"):
+        TrainJob(str(toy_beir), str(tmp_path / "h"), str(tiny_model), held_out=1.5)
+
+
+@pytest.mark.ray
+def test_training_on_ray_train(toy_beir, tiny_model, tmp_path, capsys):
+    from tests.conftest import run_cli
+
+    out = run_cli(capsys, "train", "--dataset", str(toy_beir), "--model", str(tiny_model), "--output",
+                  str(tmp_path / "ray"), "--negatives", "0", "--epochs", "1", "--batch-size", "4", "--lr", "1e-3")
+    assert out["steps"] == 4 and Path(out["model"], "densepipe_training.json").is_file()
