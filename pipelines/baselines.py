@@ -57,16 +57,22 @@ def run_dense(dataset: str, split: str, output: str, encoder: EncoderConfig, k: 
 def dense_searcher(prep: Prepared, encoder: EncoderConfig, encode=None):
     """Encode the prepared corpus (cached shards are reused; ``encode``: an EncodeConfig, default in-process) and
     return an exact inner-product DenseSearcher."""
-    import faiss
-
-    from indexes import ShardedIndex
     from pipelines.encode import EncodeConfig, encode_corpus
-    from pipelines.search import DenseSearcher
-    from retriever.data.embeddings import read_embeddings
 
     emb_dir = prep.embeddings_dir(encoder.model)
     encode_corpus(prep.corpus_dir, emb_dir, encode or EncodeConfig(encoder, engine="local"))
-    _, shards = read_embeddings(emb_dir)
+    return flat_searcher(emb_dir, encoder)
+
+
+def flat_searcher(embeddings_dir, encoder: EncoderConfig):
+    """An exact inner-product DenseSearcher over finished embedding shards."""
+    import faiss
+
+    from indexes import ShardedIndex
+    from pipelines.search import DenseSearcher
+    from retriever.data.embeddings import read_embeddings
+
+    _, shards = read_embeddings(embeddings_dir)
     parts, ids = [], []
     for shard_ids, xb in shards:
         index = faiss.IndexFlatIP(xb.shape[1])

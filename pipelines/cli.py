@@ -184,24 +184,14 @@ def cmd_learned_pq(a) -> tuple[int, dict]:
 
 
 def cmd_mine(a) -> tuple[int, dict]:
-    from pipelines.baselines import dense_searcher
-    from pipelines.workspace import prepare
-    from retriever.mining import MiningConfig, mine_negatives, write_mined
+    from pipelines.mine import MineJob, mine_pairs
+    from retriever.mining import MiningConfig
 
-    prep = prepare(a.dataset, a.split, a.docs_per_shard, max_docs=a.max_docs)
     cfg = MiningConfig(depth=a.depth, rank_range=(a.rank_start, a.rank_end), num_negatives=a.num_negatives,
                        margin=None if a.margin <= 0 else a.margin, margin_mode=a.margin_mode, seed=a.seed)
-    if a.retriever == "bm25":
-        from retriever.sparse import BM25Config, BM25Searcher, build_lucene_index
-
-        index_dir = build_lucene_index(prep.dataset.corpus, prep.folder / "lucene-flat", threads=os.cpu_count() or 1)
-        searcher, score_fn = BM25Searcher(index_dir, BM25Config()), None
-    else:
-        searcher = dense_searcher(prep, _encoder_config(a))
-        score_fn = searcher.score
-    examples, report = mine_negatives(prep.dataset.queries, prep.dataset.qrels, searcher, cfg, a.retriever, score_fn)
-    write_mined(examples, a.output)
-    return 0, {"output": a.output, "examples": len(examples), "report": report.to_dict()}
+    job = MineJob(a.dataset, a.output, a.retriever, a.split, cfg, _encoder_config(a), a.engine, a.num_workers,
+                  a.queries_per_shard, ray_address=a.ray_address, docs_per_shard=a.docs_per_shard, max_docs=a.max_docs)
+    return 0, mine_pairs(job)
 
 
 def cmd_train(a) -> tuple[int, dict]:
@@ -218,6 +208,15 @@ def cmd_train(a) -> tuple[int, dict]:
     keep = ("model", "skipped", "steps", "train_seconds", "wall_seconds", "final_loss", "held_out_evals",
             "examples", "held_out_queries", "fingerprint")
     return 0, {k: info[k] for k in keep if k in info}
+
+
+def cmd_leaderboard(a) -> tuple[int, dict]:
+    from pipelines.leaderboard import leaderboard
+
+    names = [d.strip() for d in a.datasets.split(",") if d.strip()]
+    result = leaderboard(names, _encoder_config(a), a.output, a.split, not a.no_bm25, a.max_docs)
+    print(open(result["table"]).read(), file=sys.stderr)
+    return (0 if any("unavailable" not in r for r in result["rows"]) else 1), result
 
 
 def cmd_run(a) -> tuple[int, dict]:
@@ -331,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mine", help="mine hard negatives (BM25 or dense) with false-negative filtering")
     _add_dataset(p)
     _add_encoder(p)
+    _add_ray(p)
+    p.set_defaults(split="train")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="ray: query shards on Ray actors")
+    p.add_argument("--queries-per-shard", type=int, default=256)
     p.add_argument("--retriever", choices=("bm25", "dense"), default="dense")
     p.add_argument("--output", required=True, help="Parquet table of (query, positive, negatives, scores)")
     p.add_argument("--depth", type=int, default=100)
@@ -369,6 +372,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("leaderboard", help="one model (and BM25) on several BEIR datasets: a BEIR-style nDCG@10 "
+                       "table with published figures and averages")
+    p.add_argument("--datasets", required=True, help="comma-separated BEIR names or folders")
+    p.add_argument("--split", default="test")
+    p.add_argument("--max-docs", type=int, default=None)
+    p.add_argument("--no-bm25", action="store_true")
+    p.add_argument("--output", default="leaderboard", help="folder for runs and leaderboard.{md,json}")
+    _add_encoder(p)
+    p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("run", help="run a pipeline config (TOML or YAML); unchanged stages are skipped")
     p.add_argument("config")

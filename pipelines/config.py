@@ -38,6 +38,42 @@ class EncodeSection:
 
 
 @dataclass(frozen=True)
+class DenseSection:
+    """Exact search with the base encoder over its own embeddings: the dense baseline."""
+    k: int = 1000
+
+
+@dataclass(frozen=True)
+class MineSection:
+    split: str = "train"  # the labelled split to mine for (never the evaluation split)
+    retrievers: list[str] = field(default_factory=lambda: ["bm25", "dense"])
+    depth: int = 100
+    num_negatives: int = 8
+    margin: float = 0.95  # positive-aware false-negative filter (relative: drop > margin x positive); 0: off
+    margin_mode: str = "relative"
+    engine: str = "local"
+    num_workers: int = 1
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """Fine-tuning with the mined tables (or in-batch negatives from the [mine] split's qrels without [mine])."""
+    split: str = "train"
+    tower: str = "query"
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 5e-5
+    negatives: int = 4
+    loss: str = "infonce"
+    temperature: float = 0.05
+    max_seq_length: int | None = 128
+    held_out: float = 0.1
+    engine: str = "ray"
+    num_workers: int = 1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class IndexSection:
     factory: str = "Flat"
     search_params: str = ""
@@ -56,9 +92,10 @@ class CompressSection:
     memory_budget: str | None = None
 
 
-STAGES = ("bm25", "encode", "index", "search", "compress")
-_SECTIONS = {"run": RunSection, "bm25": BM25Section, "encode": EncodeSection, "index": IndexSection,
-             "search": SearchSection, "compress": CompressSection}
+STAGES = ("bm25", "encode", "dense", "mine", "train", "encode_tuned", "index", "search", "compress")
+_SECTIONS = {"run": RunSection, "bm25": BM25Section, "encode": EncodeSection, "dense": DenseSection,
+             "mine": MineSection, "train": TrainSection, "index": IndexSection, "search": SearchSection,
+             "compress": CompressSection}
 
 
 @dataclass(frozen=True)
@@ -66,14 +103,22 @@ class PipelineConfig:
     run: RunSection
     bm25: BM25Section | None = None
     encode: EncodeSection | None = None
+    dense: DenseSection | None = None
+    mine: MineSection | None = None
+    train: TrainSection | None = None
     index: IndexSection | None = None
     search: SearchSection | None = None
     compress: CompressSection | None = None
 
     def stages(self) -> list[str]:
-        return [s for s in STAGES if getattr(self, s) is not None]
+        """The configured stages in order; ``encode_tuned`` (re-encoding the corpus with the fine-tuned model)
+        follows from [train] with tower = "both" (a query-tower model keeps the base's document vectors)."""
+        return [s for s in STAGES if (self.train is not None and self.train.tower == "both" if s == "encode_tuned"
+                                      else getattr(self, s) is not None)]
 
     def section_dict(self, name: str) -> dict | None:
+        if name == "encode_tuned":
+            return self.section_dict("encode")
         value = getattr(self, name)
         return None if value is None else dataclasses.asdict(value)
 
@@ -116,14 +161,38 @@ def parse_config(data: dict, source: str = "config") -> PipelineConfig:
             raise ConfigError(f"{source}: unknown key(s) {bad} in [{name}]; known keys: {sorted(fields)}.")
         kwargs = {k: _check_type(name, k, v, str(fields[k].type)) for k, v in body.items()}
         sections[name] = cls(**kwargs)
-    if "encode" in sections:
-        if sections["encode"].engine not in ("ray", "local"):
-            raise ConfigError(f"{source}: [encode].engine must be 'ray' or 'local'.")
-    needs = {"index": "encode", "search": "index", "compress": "encode"}
+    for name in ("encode", "mine", "train"):
+        if name in sections and sections[name].engine not in ("ray", "local"):
+            raise ConfigError(f"{source}: [{name}].engine must be 'ray' or 'local'.")
+    if "mine" in sections:
+        bad = sorted(set(sections["mine"].retrievers) - {"bm25", "dense"})
+        if bad or not sections["mine"].retrievers:
+            raise ConfigError(f"{source}: [mine].retrievers must list 'bm25' and/or 'dense', got "
+                              f"{sections['mine'].retrievers}.")
+        if "dense" in sections["mine"].retrievers and "encode" not in sections:
+            raise ConfigError(f"{source}: [mine] with the dense retriever needs stage [encode].")
+    if "train" in sections:
+        from retriever.training import TrainConfig
+
+        t = sections["train"]
+        TrainConfig(**_train_kwargs(t))  # its own checks, now, before anything runs
+        if "mine" not in sections and t.negatives:
+            raise ConfigError(f"{source}: [train].negatives = {t.negatives} needs stage [mine] (or negatives = 0).")
+        if "mine" in sections and sections["mine"].split != t.split:
+            raise ConfigError(f"{source}: [train].split must equal [mine].split.")
+        if t.split == sections.get("run", RunSection()).split:
+            raise ConfigError(f"{source}: [train].split = {t.split!r} is the evaluation split; train on another "
+                              "(e.g. 'train').")
+    needs = {"index": "encode", "search": "index", "compress": "encode", "dense": "encode", "train": "encode"}
     for stage, required in needs.items():
         if stage in sections and required not in sections:
             raise ConfigError(f"{source}: stage [{stage}] needs stage [{required}].")
     return PipelineConfig(run=sections.get("run", RunSection()), **{k: v for k, v in sections.items() if k != "run"})
+
+
+def _train_kwargs(t: TrainSection) -> dict:
+    keys = ("tower", "epochs", "batch_size", "lr", "negatives", "loss", "temperature", "max_seq_length", "seed")
+    return {k: getattr(t, k) for k in keys}
 
 
 def load_config(path: str | Path) -> PipelineConfig:

@@ -15,10 +15,6 @@ from pathlib import Path
 from pipelines.config import PipelineConfig
 from retriever.atomic import read_json, write_json, write_text
 
-# nDCG@10 figures published for reference (source named in benchmarks/baselines.py)
-PUBLISHED = {"scifact": {"bm25": 0.6789, "sentence-transformers/all-MiniLM-L6-v2": 0.6451}}
-UPSTREAM = {"bm25": ["prepare"], "encode": ["prepare"], "index": ["encode"], "search": ["index"],
-            "compress": ["encode"]}
 
 
 def _key(*parts) -> str:
@@ -59,10 +55,21 @@ class PipelineRun:
                                 prep.dataset.qrels, self.config.run.split)}
         for stage in self.config.stages():
             section = self.config.section_dict(stage)
-            if stage == "encode":  # engine and workers change how, not what
+            if stage in ("encode", "encode_tuned", "mine"):  # engine and workers change how, not what
                 section = {k: v for k, v in section.items() if k not in ("engine", "num_workers")}
-            keys[stage] = _key(stage, section, [keys[u] for u in UPSTREAM[stage]])
+            keys[stage] = _key(stage, section, [keys[u] for u in self.upstream(stage)])
         return keys
+
+    def upstream(self, stage: str) -> list[str]:
+        """The stages whose outputs ``stage`` reads (their keys are part of its key)."""
+        stages = self.config.stages()
+        final_vectors = "encode_tuned" if "encode_tuned" in stages else "encode"
+        tuned = ["train"] if "train" in stages else []
+        return {"bm25": ["prepare"], "encode": ["prepare"], "dense": ["encode"],
+                "mine": ["prepare"] + (["encode"] if "dense" in self.config.mine.retrievers else []),
+                "train": ["prepare", "encode"] + (["mine"] if "mine" in stages else []),
+                "encode_tuned": ["train"], "index": [final_vectors], "search": ["index", *tuned],
+                "compress": [final_vectors, *tuned]}[stage]
 
     def _manifest(self, stage: str) -> Path:
         return self.dir / "stages" / f"{stage}.json"
@@ -140,12 +147,80 @@ class PipelineRun:
         """Embedding shards of this run (its own: a stage key vouches only for what this run wrote)."""
         return self.dir / "embeddings"
 
+    def _final_embeddings(self) -> Path:
+        """The corpus vectors the index is built from: the fine-tuned model's when it re-encoded the corpus."""
+        return self.dir / "embeddings-tuned" if "encode_tuned" in self.config.stages() else self._embeddings()
+
+    def _final_encoder(self):
+        """The encoder for queries (and documents) after training: the fine-tuned model when there is one."""
+        from dataclasses import replace
+
+        if self.config.train is None:
+            return self._encoder()
+        return replace(self._encoder(), model=str(self.dir / "train" / "model"))
+
+    def _stage_dense(self) -> dict:
+        from pipelines.baselines import flat_searcher
+        from retriever.data import write_run
+        from retriever.eval import DEFAULT_METRICS, drop_self_hits, evaluate
+
+        prep = self.prep()
+        run = drop_self_hits(flat_searcher(self._embeddings(), self._encoder()).search(prep.dataset.queries,
+                                                                                      self.config.dense.k))
+        write_run(run, self.dir / "dense-base.trec")
+        return {"run_file": str(self.dir / "dense-base.trec"), "model": self.config.encode.model,
+                "metrics": evaluate(prep.dataset.qrels, run, DEFAULT_METRICS).to_dict()}
+
+    def _stage_mine(self) -> dict:
+        from pipelines.mine import MineJob, mine_pairs
+        from retriever.mining import MiningConfig
+
+        c, r = self.config.mine, self.config.run
+        cfg = MiningConfig(depth=c.depth, num_negatives=c.num_negatives, margin=c.margin or None,
+                           margin_mode=c.margin_mode,
+                           rank_range=(1, c.depth))
+        tables = {}
+        for retriever in c.retrievers:
+            job = MineJob(r.dataset, str(self.dir / "mine" / f"{retriever}.parquet"), retriever, c.split, cfg,
+                          self._encoder(), c.engine, c.num_workers, ray_address=r.ray_address,
+                          docs_per_shard=r.docs_per_shard, max_docs=r.max_docs, embeddings=str(self._embeddings()))
+            tables[retriever] = mine_pairs(job)
+        return {"tables": {k: v["output"] for k, v in tables.items()},
+                "reports": {k: v["report"] for k, v in tables.items()}}
+
+    def _stage_train(self) -> dict:
+        from pipelines.config import _train_kwargs
+        from pipelines.train import TrainJob, run_training
+        from retriever.training import TrainConfig
+
+        c, r = self.config.train, self.config.run
+        pairs = ()
+        if self.config.mine is not None:
+            pairs = tuple(str(self.dir / "mine" / f"{x}.parquet") for x in self.config.mine.retrievers)
+        job = TrainJob(r.dataset, str(self.dir / "train"), self.config.encode.model, c.split, pairs, c.held_out,
+                       config=TrainConfig(**_train_kwargs(c)), engine=c.engine, num_workers=c.num_workers,
+                       ray_address=r.ray_address, docs_per_shard=r.docs_per_shard, max_docs=r.max_docs,
+                       embeddings=str(self._embeddings()), doc_encoder=self._encoder())
+        info = run_training(job)
+        return {"model": info["model"], "loss_png": str(self.dir / "train" / "loss.png"), "steps": info["steps"],
+                "train_seconds": info["train_seconds"], "held_out_evals": info["held_out_evals"],
+                "examples": info["examples"], "final_loss": info["final_loss"]}
+
+    def _stage_encode_tuned(self) -> dict:
+        from pipelines.encode import EncodeConfig, encode_corpus
+
+        c = self.config.encode
+        manifest = encode_corpus(self.prep().corpus_dir, self._final_embeddings(),
+                                 EncodeConfig(self._final_encoder(), engine=c.engine, num_workers=c.num_workers,
+                                              ray_address=self.config.run.ray_address), progress=self.progress)
+        return {"embeddings": str(self._final_embeddings()), "last_run": manifest["last_run"]}
+
     def _stage_index(self) -> dict:
         from indexes import IndexSpec, parse_bytes
         from pipelines.index_stage import index_embeddings
 
         c = self.config.index
-        manifest = index_embeddings(self._embeddings(), self.dir / "index",
+        manifest = index_embeddings(self._final_embeddings(), self.dir / "index",
                                     IndexSpec(c.factory, search_params=c.search_params),
                                     parse_bytes(c.memory_budget) if c.memory_budget else None, c.merged,
                                     progress=self.progress)
@@ -157,13 +232,13 @@ class PipelineRun:
 
         r = self.config.run
         res = search_and_evaluate(str(self.dir / "index"), r.dataset, r.split, str(self.dir / "dense.trec"),
-                                  self._encoder(), k=self.config.search.k, max_docs=r.max_docs, remove_query=True)
+                                  self._final_encoder(), k=self.config.search.k, max_docs=r.max_docs, remove_query=True)
         return {"run_file": res["run"], "factory": res["factory"], "metrics": res["metrics"]}
 
     def _stage_compress(self) -> dict:
         from pipelines.compress import compress_prepared
 
-        rows = compress_prepared(self.prep(), self._embeddings(), self._encoder(), self.dir / "compress",
+        rows = compress_prepared(self.prep(), self._final_embeddings(), self._final_encoder(), self.dir / "compress",
                                  self.config.compress.variants, self.progress)
         out = {"sweep": str(self.dir / "compress" / "sweep.json"),
                "rows": [{"name": r.name, "index_bytes": r.index_bytes, "ndcg@10": r.metrics["ndcg@10"]}
@@ -177,18 +252,52 @@ class PipelineRun:
 
     # -- report ---------------------------------------------------------------------------------------------
     def report(self, results: dict[str, dict]) -> str:
+        """``report.md`` and ``report.html`` in the run folder; returns the Markdown path."""
+        from pipelines.report_html import markdown_to_html
+
         r = self.config.run
-        published = PUBLISHED.get(Path(r.dataset).name, {})
+        from pipelines.published import published as reference
+
+        dataset = Path(r.dataset).name
+        base = self.config.encode.model if self.config.encode else None
         lines = [f"# densepipe run: {r.dataset} ({r.split})", "", "## Metrics", "",
                  "| system | nDCG@10 | published nDCG@10 | MRR@10 | Recall@100 |", "|---|---|---|---|---|"]
-        if "bm25" in results:
-            m = results["bm25"]["metrics"]
-            lines.append(f"| BM25 flat (Pyserini) | {m['ndcg@10']:.4f} | {published.get('bm25', '')} | "
+
+        def row(name: str, m: dict, reference) -> None:
+            lines.append(f"| {name} | {m['ndcg@10']:.4f} | {reference if reference is not None else '–'} | "
                          f"{m['mrr@10']:.4f} | {m['recall@100']:.4f} |")
+
+        if "bm25" in results:
+            row("BM25 flat (Pyserini)", results["bm25"]["metrics"], reference(dataset, "bm25"))
+        if "dense" in results:
+            row(f"{base} · exact", results["dense"]["metrics"], reference(dataset, base))
         if "search" in results:
-            m, model = results["search"]["metrics"], self.config.encode.model
-            lines.append(f"| {model} · {results['search']['factory']} | {m['ndcg@10']:.4f} | "
-                         f"{published.get(model, '')} | {m['mrr@10']:.4f} | {m['recall@100']:.4f} |")
+            tuned = "train" in results
+            name = f"{base} fine-tuned" if tuned else base
+            row(f"{name} · {results['search']['factory']}", results["search"]["metrics"],
+                None if tuned else reference(dataset, base))
+        if "compress" in results:
+            for c in results["compress"]["rows"]:
+                if c["name"].startswith(("pq", "opq", "ivf")):
+                    lines.append(f"| {'fine-tuned ' if 'train' in results else ''}{base} · {c['name']} "
+                                 f"({c['index_bytes'] / 1e6:.2f} MB) | {c['ndcg@10']:.4f} | – | | |")
+        if "train" in results:
+            t = results["train"]
+            lines += ["", "## Fine-tuning", "",
+                      f"{t['examples']} training pairs, {t['steps']} steps in {t['train_seconds']} s; final loss "
+                      f"{t['final_loss']}. Held-out queries (from the training split) during training:", "",
+                      "| step | " + " | ".join(k for k in t["held_out_evals"][0] if k not in ("step", "epoch")) + " |",
+                      "|---|" + "---|" * (len(t["held_out_evals"][0]) - 2)]
+            for e in t["held_out_evals"]:
+                lines.append(f"| {e['step']} | " + " | ".join(str(v) for k, v in e.items()
+                                                              if k not in ("step", "epoch")) + " |")
+            lines += ["", "![loss curve](train/loss.png)"]
+        if "mine" in results:
+            lines += ["", "## Hard-negative mining", "", "| retriever | pairs | negatives | dropped: known positive "
+                      "| dropped: near the positive (false-negative filter) |", "|---|---|---|---|---|"]
+            for name, rep in results["mine"]["reports"].items():
+                lines.append(f"| {name} | {rep['pairs']} | {rep['negatives']} | {rep['dropped_known_positive']} | "
+                             f"{rep['dropped_margin']} |")
         if "compress" in results:
             lines += ["", "## Compression", "", "![memory vs nDCG@10](compress/sweep.png)", "",
                       (self.dir / "compress" / "sweep.md").read_text()]
@@ -201,8 +310,12 @@ class PipelineRun:
             lines.append(f"| {name} | `{res['key']}` | {'yes' if res['skipped'] else 'no'} | {res['seconds']} |")
         lines += ["", "## Provenance", "", f"- config: `{json.dumps(_config_dict(self.config), sort_keys=True)}`",
                   f"- python {platform.python_version()}, {_versions()}", ""]
+        lines += ["Published figures: BM25 flat from Anserini's/Pyserini's BEIR regressions; models from the "
+                  "MTEB leaderboard (see pipelines/published.py).", ""]
+        text = "\n".join(lines)
         path = self.dir / "report.md"
-        write_text(path, "\n".join(lines))
+        write_text(path, text)
+        write_text(self.dir / "report.html", markdown_to_html(text, f"densepipe run: {r.dataset}"))
         return str(path)
 
 

@@ -46,6 +46,8 @@ class TrainJob:
     ray_address: str | None = None
     docs_per_shard: int = 50_000
     max_docs: int | None = None
+    embeddings: str | None = None  # tower="query": the base model's corpus embeddings (default: the work cache's)
+    doc_encoder: EncoderConfig | None = None  # ... and the settings they were encoded with (default: the model's)
 
     def __post_init__(self) -> None:
         if self.engine not in ("ray", "local"):
@@ -196,8 +198,9 @@ def build_task(job: TrainJob, crash_at: int | None = None) -> TrainTask:
     if job.config.tower == "query":
         from pipelines.encode import corpus_vectors
 
-        task.doc_ids, task.doc_matrix = corpus_vectors(prep.corpus_dir, prep.embeddings_dir(job.model),
-                                                       EncoderConfig(job.model))
+        emb = job.embeddings or prep.embeddings_dir(job.model)
+        task.doc_ids, task.doc_matrix = corpus_vectors(prep.corpus_dir, emb,
+                                                       job.doc_encoder or EncoderConfig(job.model))
     return task
 
 

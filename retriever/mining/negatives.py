@@ -11,6 +11,7 @@ relevant document than a negative. Negatives are then sampled from the remaining
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -76,13 +77,13 @@ def mine_negatives(queries: Queries, qrels: Qrels, searcher: Searcher, config: M
         raise DataError(None, None, "no query has a positive judgment among the given queries.",
                         "pass the qrels of the split you train on, with grades > 0 for positives.")
     run = searcher.search({q: queries[q] for q in judged}, config.depth)
-    rng = np.random.default_rng(config.seed)
     report = MiningReport(queries=len(judged))
     out: list[MinedExample] = []
     lo, hi = config.rank_range
     for qid in sorted(judged):
         hits = sorted(run.get(qid, {}).items(), key=lambda kv: (-kv[1], kv[0]))
         positives = {d for d, r in judged[qid].items() if r > 0}
+        rng = np.random.default_rng([config.seed, zlib.crc32(qid.encode())])  # the same however queries are sharded
         for pid in sorted(positives):
             report.pairs += 1
             pos_score = run.get(qid, {}).get(pid)

@@ -57,8 +57,8 @@ def test_index_budget_refusal_through_cli(scifact_slice, tmp_path, capsys):
 def test_mine_dense_negatives_through_cli(scifact_slice, tmp_path, capsys):
     from retriever.mining import read_mined
 
-    out = _run_cli(capsys, "mine", "--dataset", str(scifact_slice), "--retriever", "dense", "--depth", "30",
-                   "--num-negatives", "4", "--output", str(tmp_path / "pairs.parquet"))
+    out = _run_cli(capsys, "mine", "--dataset", str(scifact_slice), "--split", "test", "--retriever", "dense",
+                   "--depth", "30", "--num-negatives", "4", "--output", str(tmp_path / "pairs.parquet"))
     report = out["report"]
     assert report["queries"] == 40 and report["pairs"] >= 40 and out["examples"] == report["pairs"]
     assert report["dropped_known_positive"] >= 1 and report["pairs_without_positive_score"] == 0
@@ -69,3 +69,29 @@ def test_mine_dense_negatives_through_cli(scifact_slice, tmp_path, capsys):
     for ex in mined:
         assert not set(ex.negative_ids) & set(qrels[ex.query_id])  # never a judged positive
         assert all(s <= 0.95 * ex.positive_score + 1e-6 for s in ex.negative_scores)
+
+
+@pytest.mark.ray
+def test_mining_on_ray_shards_equals_one_process(scifact_slice, tmp_path, capsys):
+    from retriever.mining import read_mined
+
+    common = ["mine", "--dataset", str(scifact_slice), "--split", "test", "--retriever", "dense", "--depth", "30",
+              "--num-negatives", "4"]
+    local = _run_cli(capsys, *common, "--output", str(tmp_path / "local.parquet"))
+    ray = _run_cli(capsys, *common, "--output", str(tmp_path / "ray.parquet"), "--engine", "ray",
+                   "--num-workers", "2", "--queries-per-shard", "15")
+    assert ray["shards"] == 3 and ray["report"] == local["report"]
+    a, b = read_mined(tmp_path / "ray.parquet"), read_mined(tmp_path / "local.parquet")
+    assert [(e.query_id, e.positive_id, e.negative_ids) for e in a] == \
+        [(e.query_id, e.positive_id, e.negative_ids) for e in b]  # scores differ in the 7th digit (batching)
+    assert all(abs(x - y) < 1e-5 for ea, eb in zip(a, b) for x, y in zip(ea.negative_scores, eb.negative_scores))
+
+
+def test_leaderboard_table_with_a_missing_dataset(scifact_slice, tmp_path, capsys):
+    out = _run_cli(capsys, "leaderboard", "--datasets", f"{scifact_slice},./no-such-dataset", "--no-bm25",
+                   "--output", str(tmp_path / "lb"))
+    ok, missing = out["rows"]
+    assert 0.6 < ok["model"] <= 1 and "dataset folder not found" in missing["unavailable"]
+    assert out["average"]["model"] == round(ok["model"], 4)
+    table = (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert "| ./no-such-dataset | n/a | n/a |" in table and "| **average** |" in table

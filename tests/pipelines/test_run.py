@@ -60,3 +60,47 @@ def test_run_caches_stages_and_redoes_only_what_changed(scifact_slice, tmp_path,
     changed = run_cli(capsys, "run", str(cfg))
     redone = {k for k, s in changed["stages"].items() if not s["skipped"]}
     assert redone == {"index", "search"}
+
+
+def test_run_with_mining_and_fine_tuning(toy_beir, tiny_model, tmp_path, capsys):
+    """encode -> dense baseline -> mine -> train (frozen documents) -> index -> search, on a two-split toy set
+    with a tiny model; a changed learning rate redoes train and search but not the index (same vectors)."""
+    import shutil
+
+    data = tmp_path / "toy2"
+    shutil.copytree(toy_beir, data)
+    train = (data / "qrels" / "train.tsv").read_text().splitlines()
+    (data / "qrels" / "test.tsv").write_text("\n".join([train[0]] + [r for r in train[1:] if r.split("\t")[0]
+                                                                      .endswith("-1")]) + "\n")
+    (data / "qrels" / "train.tsv").write_text("\n".join([train[0]] + [r for r in train[1:] if r.split("\t")[0]
+                                                                       .endswith("-0")]) + "\n")
+    out = tmp_path / "run"
+    base = (f'[run]\ndataset = "{data}"\noutput = "{out}"\n[encode]\nmodel = "{tiny_model}"\nengine = "local"\n'
+            '[dense]\nk = 10\n[mine]\nretrievers = ["dense"]\ndepth = 10\nnum_negatives = 2\nmargin = 0\n'
+            '[index]\nfactory = "Flat"\n[search]\nk = 10\n')
+    train_cfg = '[train]\ntower = "query"\nepochs = 2\nbatch_size = 4\nnegatives = 2\nengine = "local"\nheld_out = 0.2\n'
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(base + train_cfg + "lr = 1e-3\n")
+    first = run_cli(capsys, "run", str(cfg))
+    assert list(first["stages"]) == ["prepare", "encode", "dense", "mine", "train", "index", "search"]
+    report = (out / "report.md").read_text()
+    assert "fine-tuned · Flat" in report and "![loss curve](train/loss.png)" in report
+    assert (out / "train" / "loss.png").is_file() and "<table>" in (out / "report.html").read_text()
+    assert first["metrics"]["search"] != first["metrics"]["dense"]  # the trained query tower changed rankings
+    assert all(s["skipped"] for s in run_cli(capsys, "run", str(cfg))["stages"].values())
+    cfg.write_text(base + train_cfg + "lr = 5e-4\n")
+    changed = run_cli(capsys, "run", str(cfg))
+    assert {k for k, s in changed["stages"].items() if not s["skipped"]} == {"train", "search"}
+
+
+@pytest.mark.parametrize("data,needle", [
+    ({"encode": {}, "train": {"negatives": 2}}, "[train].negatives = 2 needs stage [mine]"),
+    ({"encode": {}, "train": {"split": "test", "negatives": 0}}, "is the evaluation split"),
+    ({"encode": {}, "mine": {"retrievers": ["splade"]}}, "[mine].retrievers must list"),
+    ({"encode": {}, "train": {"tower": "doc", "negatives": 0}}, "tower must be"),
+    ({"mine": {}}, "needs stage [encode]"),
+])
+def test_bad_training_configs_are_rejected(data, needle):
+    with pytest.raises(ConfigError) as e:
+        parse_config(data, "cfg.toml")
+    assert needle in str(e.value)

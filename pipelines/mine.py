@@ -1,0 +1,115 @@
+"""The mining stage: hard negatives for a split's judged queries from BM25 or the dense index, with
+false-negative filtering, written as one Parquet table. With ``engine="ray"`` the queries are cut into shards
+and mined by Ray actors, each opening its own searcher (a Lucene index or the cached embedding shards); the
+result does not depend on the sharding (negatives are sampled with a per-query seed)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from retriever.encoders import EncoderConfig
+from retriever.mining import MinedExample, MiningConfig, MiningReport, mine_negatives, write_mined
+from retriever.types import ConfigError, Qrels, Queries
+
+from pipelines.workspace import Prepared, prepare
+
+log = logging.getLogger("densepipe.mine")
+
+
+@dataclass(frozen=True)
+class MineJob:
+    dataset: str
+    output: str
+    retriever: str = "dense"  # "bm25" or "dense"
+    split: str = "train"
+    config: MiningConfig = MiningConfig()
+    encoder: EncoderConfig = EncoderConfig()
+    engine: str = "local"  # "local" or "ray"
+    num_workers: int = 1
+    queries_per_shard: int = 256
+    ray_address: str | None = None
+    docs_per_shard: int = 50_000
+    max_docs: int | None = None
+    embeddings: str | None = None  # finished corpus embeddings of ``encoder`` (default: the work cache's)
+
+    def __post_init__(self) -> None:
+        if self.retriever not in ("bm25", "dense"):
+            raise ConfigError(f"mining retriever must be 'bm25' or 'dense', got {self.retriever!r}.")
+        if self.engine not in ("local", "ray"):
+            raise ConfigError(f"mining engine must be 'local' or 'ray', got {self.engine!r}.")
+
+
+class MineShard:
+    """Mine one shard of queries: load the searcher once (``__init__``), mine a shard per call."""
+
+    def __init__(self, job: MineJob, source: str, embeddings_dir: str | None):
+        if job.retriever == "bm25":
+            from retriever.sparse import BM25Config, BM25Searcher
+
+            self.searcher, self.score_fn = BM25Searcher(source, BM25Config()), None
+        else:
+            from pipelines.baselines import flat_searcher
+
+            self.searcher = flat_searcher(embeddings_dir, job.encoder)
+            self.score_fn = self.searcher.score
+        self.job = job
+
+    def __call__(self, queries: Queries, qrels: Qrels) -> tuple[list[MinedExample], MiningReport]:
+        return mine_negatives(queries, qrels, self.searcher, self.job.config, self.job.retriever, self.score_fn)
+
+
+def _source(job: MineJob, prep: Prepared) -> tuple[str, str | None]:
+    """Build what the searchers read (the Lucene index, or the corpus embeddings), once, before sharding."""
+    if job.retriever == "bm25":
+        from retriever.sparse import build_lucene_index
+
+        return str(build_lucene_index(prep.dataset.corpus, prep.folder / "lucene-flat",
+                                      threads=os.cpu_count() or 1)), None
+    from pipelines.encode import EncodeConfig, encode_corpus
+
+    emb = job.embeddings or prep.embeddings_dir(job.encoder.model)
+    encode_corpus(prep.corpus_dir, emb, EncodeConfig(job.encoder, engine="local"))
+    return str(emb), str(emb)
+
+
+def mine_pairs(job: MineJob) -> dict:
+    t0 = time.perf_counter()
+    prep = prepare(job.dataset, job.split, job.docs_per_shard, max_docs=job.max_docs)
+    ds = prep.dataset
+    source, emb = _source(job, prep)
+    qids = sorted(q for q in ds.qrels if q in ds.queries)
+    shards = [qids[i:i + job.queries_per_shard] for i in range(0, len(qids), job.queries_per_shard)]
+    args = [({q: ds.queries[q] for q in s}, {q: ds.qrels[q] for q in s}) for s in shards]
+    if job.engine == "ray":
+        parts = _mine_on_ray(job, source, emb, args)
+    else:
+        miner = MineShard(job, source, emb)
+        parts = [miner(*a) for a in args]
+    examples = sorted((e for part, _ in parts for e in part), key=lambda e: (e.query_id, e.positive_id))
+    report = MiningReport()
+    for _, r in parts:
+        for k, v in r.to_dict().items():
+            if isinstance(v, int):
+                setattr(report, k, getattr(report, k) + v)
+    write_mined(examples, job.output)
+    return {"output": job.output, "retriever": job.retriever, "examples": len(examples), "shards": len(shards),
+            "engine": job.engine, "seconds": round(time.perf_counter() - t0, 1), "report": report.to_dict()}
+
+
+def _mine_on_ray(job: MineJob, source: str, emb: str | None, args: list) -> list:
+    import ray
+
+    from pipelines.runtime import init_ray
+
+    init_ray(job.ray_address)
+    Actor = ray.remote(num_cpus=1)(MineShard)
+    actors = [Actor.remote(job, source, emb) for _ in range(min(job.num_workers, len(args)))]
+    pending = [actors[i % len(actors)].__call__.remote(*a) for i, a in enumerate(args)]
+    out = []
+    for i, ref in enumerate(pending, start=1):
+        out.append(ray.get(ref))
+        log.warning("mine: %d of %d query shards done", i, len(pending))
+    return out
