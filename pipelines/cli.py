@@ -210,6 +210,17 @@ def cmd_train(a) -> tuple[int, dict]:
     return 0, {k: info[k] for k in keep if k in info}
 
 
+def cmd_hyde(a) -> tuple[int, dict]:
+    from pipelines.hyde import HydeJob, run_hyde
+
+    job = HydeJob(a.dataset, a.output, a.split, a.generator, a.endpoint_model, a.template, a.n, a.temperature,
+                  a.seed, a.max_new_tokens, not a.exclude_query, _encoder_config(a), a.k, a.gen_batch_size,
+                  a.engine, a.num_workers, a.ray_address, a.max_docs, a.max_queries)
+    info = run_hyde(job)
+    info.pop("per_query")
+    return 0, info
+
+
 def cmd_leaderboard(a) -> tuple[int, dict]:
     from pipelines.leaderboard import leaderboard
 
@@ -372,6 +383,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("hyde", help="HyDE: generate hypothetical documents per query (cached), average their "
+                       "embeddings with the query's, search and evaluate")
+    _add_dataset(p)
+    _add_encoder(p)
+    _add_ray(p)
+    p.add_argument("--output", required=True, help="folder: generations/ cache, query_vectors.parquet, run.trec")
+    p.add_argument("--generator", default="smollm2", help="smollm2 | gemma3-270m | a model folder | a .gguf "
+                   "file | an http(s):// OpenAI-compatible endpoint")
+    p.add_argument("--endpoint-model", default=None, help="the served model's name (endpoint generators)")
+    from retriever.hyde.prompts import PROMPTS
+
+    p.add_argument("--template", default="web", help=f"prompt name ({', '.join(PROMPTS)}) or a template "
+                   "with {query}")
+    p.add_argument("--n", type=int, default=4, help="hypothetical documents per query")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--exclude-query", action="store_true", help="average the documents only")
+    p.add_argument("--k", type=int, default=1000)
+    p.add_argument("--gen-batch-size", type=int, default=16, help="prompts per generation call")
+    p.add_argument("--engine", choices=("local", "ray"), default="local")
+    p.add_argument("--max-queries", type=int, default=None)
+    p.set_defaults(func=cmd_hyde)
 
     p = sub.add_parser("leaderboard", help="one model (and BM25) on several BEIR datasets: a BEIR-style nDCG@10 "
                        "table with published figures and averages")

@@ -55,7 +55,9 @@ class Searcher(Protocol):
 class Generator(Protocol):
     """A text generator for query expansion (HyDE)."""
 
-    name: str
+    name: str  # identifies the model (and its weights) in cache keys
+
+    def settings(self) -> dict: ...  # the other settings that change what it writes (length, top-p, chat)
 
     def generate(self, prompts: Sequence[str], n: int, temperature: float, seed: int) -> list[list[str]]: ...
 

@@ -1,0 +1,145 @@
+"""The HyDE stage: hypothetical documents for a split's queries (cached in Parquet; generated in-process or by
+Ray actors over query shards, each loading the generator once), expanded query vectors (Parquet), then the
+usual exact search over the corpus embeddings and evaluation."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retriever.encoders import EncoderConfig
+from retriever.hyde import ExpansionReport, GenerationCache, expand_queries, hypothetical_documents, load_generator
+from retriever.types import ConfigError
+
+from pipelines.workspace import prepare
+
+log = logging.getLogger("densepipe.hyde")
+
+
+@dataclass(frozen=True)
+class HydeJob:
+    dataset: str
+    output: str
+    split: str = "test"
+    generator: str = "smollm2"
+    endpoint_model: str | None = None
+    template: str = "web"
+    n: int = 4
+    temperature: float = 0.7
+    seed: int = 0
+    max_new_tokens: int = 128
+    include_query: bool = True
+    encoder: EncoderConfig = EncoderConfig()
+    k: int = 1000
+    batch_size: int = 16  # prompts per generation call
+    engine: str = "local"  # "local" or "ray" (query shards on actors)
+    num_workers: int = 1
+    ray_address: str | None = None
+    max_docs: int | None = None
+    max_queries: int | None = None  # the first N queries (smoke runs)
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ConfigError(f"hyde n must be >= 1, got {self.n}.")
+        if self.engine not in ("local", "ray"):
+            raise ConfigError(f"hyde engine must be 'local' or 'ray', got {self.engine!r}.")
+
+
+class GenerateShard:
+    """Ray actor body: load the generator once, generate for one batch of prompts per call."""
+
+    def __init__(self, job: HydeJob):
+        self.job = job
+        self.generator = load_generator(job.generator, job.max_new_tokens, endpoint_model=job.endpoint_model,
+                                        batch_size=job.batch_size)
+
+    def __call__(self, prompts: list[str], n: int) -> list[list[str]]:
+        return self.generator.generate(prompts, n, self.job.temperature, self.job.seed)
+
+
+def generations(job: HydeJob, queries: dict, report: ExpansionReport, generator=None) -> dict[str, list[str]]:
+    """The N hypothetical documents per query, from the cache under the output folder or newly generated."""
+    cache = GenerationCache(Path(job.output) / "generations")
+    generator = generator or _Lazy(job)
+    fn = None
+    if job.engine == "ray":
+        import ray
+
+        from pipelines.runtime import init_ray
+
+        init_ray(job.ray_address)
+        actors = [ray.remote(num_cpus=1)(GenerateShard).remote(job) for _ in range(job.num_workers)]
+        turn = iter(range(1 << 62))
+
+        def on_ray(prompts, n):
+            return ray.get(actors[next(turn) % len(actors)].__call__.remote(prompts, n))
+
+        fn = on_ray
+    return hypothetical_documents(queries, generator, job.template, job.n, job.temperature, job.seed, cache,
+                                  report, job.batch_size, fn)
+
+
+class _Lazy:
+    """The generator's name and settings without loading its weights (all-cached reruns never load it)."""
+
+    def __init__(self, job: HydeJob):
+        from retriever.hyde.generators import describe_generator
+
+        self.job = job
+        self._gen = None
+        described = describe_generator(job.generator, job.max_new_tokens, endpoint_model=job.endpoint_model)
+        if described is None:  # only the loaded model can tell (a bare .gguf's chat template)
+            self.name, self._settings = self._load().name, self._load().settings()
+        else:
+            self.name, self._settings = described
+
+    def _load(self):
+        if self._gen is None:
+            self._gen = load_generator(self.job.generator, self.job.max_new_tokens,
+                                       endpoint_model=self.job.endpoint_model, batch_size=self.job.batch_size)
+        return self._gen
+
+    def settings(self) -> dict:
+        return self._settings
+
+    def generate(self, prompts, n, temperature, seed):
+        return self._load().generate(prompts, n, temperature, seed)
+
+
+def run_hyde(job: HydeJob, generator=None) -> dict:
+    """Generate (or read), expand, search, evaluate; writes expanded vectors, a TREC run and hyde.json."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.baselines import dense_searcher
+    from retriever.atomic import atomic_path, write_json
+    from retriever.data import write_run
+    from retriever.eval import DEFAULT_METRICS, drop_self_hits, evaluate
+
+    t0 = time.perf_counter()
+    prep = prepare(job.dataset, job.split, max_docs=job.max_docs)
+    queries = dict(list(prep.dataset.queries.items())[:job.max_queries] if job.max_queries else
+                   prep.dataset.queries.items())
+    report = ExpansionReport()
+    docs = generations(job, queries, report, generator)
+    t1 = time.perf_counter()
+    searcher = dense_searcher(prep, job.encoder)
+    qids, xq = expand_queries(queries, docs, searcher.encoder, job.include_query, report)
+    out = Path(job.output)
+    with atomic_path(out / "query_vectors.parquet") as tmp:
+        pq.write_table(pa.table({"query_id": qids, "vector": pa.array(list(xq.astype(np.float32)),
+                                                                        pa.list_(pa.float32()))}), tmp)
+    run = drop_self_hits(searcher.search_vectors(qids, xq, job.k))
+    write_run(run, out / "run.trec")
+    qrels = {q: r for q, r in prep.dataset.qrels.items() if q in queries}
+    result = evaluate(qrels, run, DEFAULT_METRICS)
+    info = {"dataset": job.dataset, "split": job.split, "job": {**asdict(job), "encoder": job.encoder.to_dict()},
+            "metrics": result.to_dict(), "report": report.to_dict(),
+            "seconds": {"generate": round(t1 - t0, 1), "search": round(time.perf_counter() - t1, 1)},
+            "seconds_per_query_generating": round((t1 - t0) / max(1, len(queries)), 3)}
+    write_json(out / "hyde.json", info)
+    return {**info, "per_query": result.per_query}
