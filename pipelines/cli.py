@@ -210,6 +210,20 @@ def cmd_train(a) -> tuple[int, dict]:
     return 0, {k: info[k] for k in keep if k in info}
 
 
+def cmd_pretrain(a) -> tuple[int, dict]:
+    from pipelines.pretrain import PretrainJob, run_pretraining
+    from retriever.pretraining import PretrainConfig
+
+    cfg = PretrainConfig(task=a.task, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                         temperature=a.temperature, max_seq_length=a.max_seq_length, max_steps=a.max_steps,
+                         checkpoint_every=a.checkpoint_every, seed=a.seed)
+    job = PretrainJob(a.dataset, a.output, a.model, cfg, a.max_texts, a.engine, a.num_workers, a.ray_address,
+                      max_docs=a.max_docs)
+    info = run_pretraining(job)
+    keep = ("model", "skipped", "texts", "steps", "train_seconds", "wall_seconds", "final_loss", "fingerprint")
+    return 0, {k: info[k] for k in keep if k in info}
+
+
 def cmd_hyde(a) -> tuple[int, dict]:
     from pipelines.hyde import HydeJob, run_hyde
 
@@ -383,6 +397,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("pretrain", help="self-supervised contrastive pretraining on corpus text only: span "
+                       "prediction (COSTA), dropout views (SimCSE) or inverse cloze (ICT)")
+    p.add_argument("--dataset", required=True, help="a BEIR folder (corpus.jsonl is all it reads) or name")
+    p.add_argument("--max-docs", type=int, default=None)
+    _add_ray(p)
+    p.add_argument("--task", choices=("span", "dropout", "ict"), default="span")
+    p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
+    p.add_argument("--output", required=True)
+    p.add_argument("--engine", choices=("ray", "local"), default="ray")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--temperature", type=float, default=0.05)
+    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--max-texts", type=int, default=None, help="a seeded sample of the corpus")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--checkpoint-every", type=int, default=25)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("hyde", help="HyDE: generate hypothetical documents per query (cached), average their "
                        "embeddings with the query's, search and evaluate")

@@ -128,28 +128,16 @@ class TrainTask:
     def _save(self, model, state: TrainState) -> None:
         from sentence_transformers import SentenceTransformer
 
-        from retriever.training.curves import plot_losses
-
-        job, out = self.job, Path(self.job.output)
-        base_path = resolve_model(job.model)
+        job = self.job
         if job.config.tower == "query":
             from sentence_transformers.models import Router
 
-            base = SentenceTransformer(base_path, device="cpu")
+            base = SentenceTransformer(resolve_model(job.model), device="cpu")
             router = Router.for_query_document(query_modules=list(model._modules.values()),
                                                document_modules=list(base._modules.values()))
             model = SentenceTransformer(modules=[router], device="cpu", similarity_fn_name=base.similarity_fn_name)
-        final, tmp = out / "model", out / ".model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save(str(tmp))
-        info = self.record(state)
-        write_json(tmp / TRAINING_INFO, info)
-        write_json(out / "loss.json", {"losses": state.losses, "evals": state.evals})
-        plot_losses(state.losses, out / "loss.png", f"{job.model} on {job.dataset} ({job.config.loss}, "
-                    f"tower={job.config.tower})", state.evals)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        shutil.rmtree(out / "checkpoint", ignore_errors=True)
+        save_trained(model, Path(job.output), self.record(state), state,
+                     f"{job.model} on {job.dataset} ({job.config.loss}, tower={job.config.tower})")
 
     def record(self, state: TrainState) -> dict:
         from pipelines.encode import _versions
@@ -166,6 +154,22 @@ class TrainTask:
             info["document_encoder"] = job.model
             info["document_encoder_hash"] = info["base_model_hash"]
         return info
+
+
+def save_trained(model, out: Path, info: dict, state: TrainState, title: str) -> None:
+    """OUT/model (a sentence-transformers folder with its training record inside), OUT/loss.json, OUT/loss.png;
+    the folder appears whole (written aside, then renamed) and the checkpoint goes once it is there."""
+    from retriever.training.curves import plot_losses
+
+    final, tmp = out / "model", out / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(str(tmp))
+    write_json(tmp / TRAINING_INFO, info)
+    write_json(out / "loss.json", {"losses": state.losses, "evals": state.evals})
+    plot_losses(state.losses, out / "loss.png", title, state.evals)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)
 
 
 def _fingerprint(job: TrainJob, examples: list[TrainingExample], held: list[str]) -> str:
@@ -223,15 +227,15 @@ def run_training(job: TrainJob, crash_at: int | None = None) -> dict:
         return {**done, "skipped": True, "model": str(Path(job.output) / "model")}
     log.info("train: %d examples, %d held-out queries, %s", len(task.examples), len(task.held_out), job.config)
     if job.engine == "local":
-        task.run(report=_log_progress)
+        task.run(report=log_progress)
     else:
-        _run_on_ray(task)
+        run_on_ray(task, "train")
     info = read_json(Path(job.output) / "model" / TRAINING_INFO)
     return {**info, "skipped": False, "wall_seconds": round(time.perf_counter() - t0, 1),
             "model": str(Path(job.output) / "model")}
 
 
-def _log_progress(entry: dict) -> bool:
+def log_progress(entry: dict) -> bool:
     """Log every 10th step and every evaluation; True when it logged (Ray reports the same entries)."""
     held = {k: v for k, v in entry.items() if k.startswith("heldout_")}
     if entry["step"] % 10 == 0 or held:
@@ -241,16 +245,19 @@ def _log_progress(entry: dict) -> bool:
     return False
 
 
-def _run_on_ray(task: TrainTask) -> None:
+def run_on_ray(task, name: str) -> None:
+    """Run ``task.run(rank, world_size, report)`` on Ray Train's TorchTrainer with ``task.job.num_workers``
+    workers (GPUs when the cluster has them); the task goes to the object store once."""
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from pipelines.runtime import cluster_gpus, init_ray
 
-    init_ray(task.job.ray_address)
+    job = task.job
+    init_ray(job.ray_address)
     use_gpu = cluster_gpus() > 0
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // task.job.num_workers)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // job.num_workers)
     ref = ray.put(task)
 
     def loop(config: dict) -> None:
@@ -258,11 +265,11 @@ def _run_on_ray(task: TrainTask) -> None:
 
         ctx = ray.train.get_context()
         ray.get(config["task"]).run(ctx.get_world_rank(), ctx.get_world_size(),
-                                    report=lambda entry: _log_progress(entry) and ray.train.report(entry))
+                                    report=lambda entry: log_progress(entry) and ray.train.report(entry))
 
-    out = Path(task.job.output)
+    out = Path(job.output)
     trainer = TorchTrainer(loop, train_loop_config={"task": ref},
-                           scaling_config=ScalingConfig(num_workers=task.job.num_workers, use_gpu=use_gpu,
+                           scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=use_gpu,
                                                         resources_per_worker=None if use_gpu else {"CPU": cpus}),
-                           run_config=RunConfig(name="train", storage_path=str((out / "ray").resolve())))
+                           run_config=RunConfig(name=name, storage_path=str((out / "ray").resolve())))
     trainer.fit()

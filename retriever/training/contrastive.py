@@ -28,6 +28,7 @@ import numpy as np
 
 from retriever.training.checkpoint import load_checkpoint, save_checkpoint
 from retriever.training.examples import TrainingExample
+from retriever.training.optim import make_optimizer
 from retriever.types import ConfigError
 
 log = logging.getLogger("densepipe.train")
@@ -108,6 +109,24 @@ def positive_mask(query_ids: Sequence[str], doc_ids: Sequence[str], positives: M
                          for r, q in enumerate(query_ids)], dtype=torch.bool)
 
 
+def embedding_fn(model):
+    """texts -> embeddings with gradients, normalized when the model is scored by cosine (as at search time)."""
+    import torch
+    import torch.nn.functional as F
+
+    module = getattr(model, "module", model)  # under DistributedDataParallel
+    prepare = getattr(module, "preprocess", None) or module.tokenize  # renamed in sentence-transformers 6
+    device = next(module.parameters()).device
+    normalize = (getattr(module, "similarity_fn_name", None) or "cosine") == "cosine"
+
+    def encode(texts: Sequence[str]) -> torch.Tensor:
+        features = {k: v.to(device) if hasattr(v, "to") else v for k, v in prepare(list(texts)).items()}
+        emb = model(features)["sentence_embedding"]
+        return F.normalize(emb, dim=-1) if normalize else emb
+
+    return encode
+
+
 class ContrastiveTrainer:
     """``model``: a SentenceTransformer (trained in place). ``query_text`` / ``doc_text`` map ids to texts;
     ``doc_vectors`` (ids -> row, matrix) is required for ``tower="query"``. ``positives``: every known positive
@@ -137,45 +156,11 @@ class ContrastiveTrainer:
             self.total_steps = min(self.total_steps, config.max_steps)
 
     # -- pieces -----------------------------------------------------------------------------------------------
-    def _encoder(self):
-        import torch
-        import torch.nn.functional as F
-
-        model = self.model
-        module = getattr(model, "module", model)  # under DistributedDataParallel
-        prepare = getattr(module, "preprocess", None) or module.tokenize  # renamed in sentence-transformers 6
-        device = next(module.parameters()).device
-        normalize = (getattr(module, "similarity_fn_name", None) or "cosine") == "cosine"
-
-        def encode(texts: Sequence[str]) -> torch.Tensor:
-            features = {k: v.to(device) if hasattr(v, "to") else v for k, v in prepare(list(texts)).items()}
-            emb = model(features)["sentence_embedding"]
-            return F.normalize(emb, dim=-1) if normalize else emb
-
-        return encode
-
     def _fixed(self, ids: Sequence[str]):
         import torch
 
         rows, xb = self.doc_vectors
         return torch.as_tensor(xb[[rows[d] for d in ids]], dtype=torch.float32)
-
-    def _optimizer(self):
-        import torch
-
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim < 2 or "LayerNorm" in name or "bias" in name else decay).append(p)
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.config.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.config.lr)
-        warm = max(1, int(self.total_steps * self.config.warmup))
-        total = self.total_steps
-
-        def schedule(step: int) -> float:
-            return (step + 1) / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
-
-        return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
     # -- the loop ---------------------------------------------------------------------------------------------
     def fit(self) -> TrainState:
@@ -190,7 +175,7 @@ class ContrastiveTrainer:
             module.max_seq_length = cfg.max_seq_length
         loss_fn = build_loss(cfg)
         cache = GradCache(loss_fn, GradCacheConfig(cfg.grad_cache_chunk)) if cfg.grad_cache_chunk else None
-        opt, sched = self._optimizer()
+        opt, sched = make_optimizer(self.model, cfg.lr, cfg.weight_decay, self.total_steps, cfg.warmup)
         state = TrainState()
         ckpt = load_checkpoint(self.out, self.fingerprint)
         if ckpt is not None:
@@ -199,7 +184,7 @@ class ContrastiveTrainer:
             sched.load_state_dict(ckpt["scheduler"])
             state = TrainState(**ckpt["state"])
             log.info("resuming at step %d of %d from %s", state.step, self.total_steps, self.out)
-        encode = self._encoder()
+        encode = embedding_fn(self.model)
         if self.evaluate is not None and state.step == 0 and not state.evals:  # the starting point, for the curve
             self.model.eval()
             with torch.no_grad():

@@ -1,0 +1,89 @@
+"""The pretraining loop: batches of corpus texts in a seeded order per epoch, views from the task, the
+group-wise contrastive loss, checkpoints every ``checkpoint_every`` steps and resume (same determinism as
+fine-tuning: order seeded by (seed, epoch), sampling and dropout by (seed, step))."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from retriever.pretraining.spans import check_corpus
+from retriever.pretraining.tasks import PretrainConfig, make_views
+from retriever.training.checkpoint import load_checkpoint, save_checkpoint
+from retriever.training.contrastive import TrainState, batch_order, embedding_fn
+from retriever.training.optim import make_optimizer
+
+log = logging.getLogger("densepipe.pretrain")
+
+
+class PretrainTrainer:
+    def __init__(self, model, config: PretrainConfig, texts: Sequence[str], out_dir: str | os.PathLike,
+                 fingerprint: str, report: Callable[[dict], None] | None = None, rank: int = 0,
+                 world_size: int = 1, crash_at: int | None = None):
+        if config.task == "span":
+            check_corpus(list(texts), config.spans)
+        elif not texts:
+            check_corpus([], config.spans)
+        self.model, self.config, self.texts = model, config, list(texts)
+        self.out, self.fingerprint, self.report = Path(out_dir), fingerprint, report
+        self.rank, self.world_size, self.crash_at = rank, world_size, crash_at
+        self.batches_per_epoch = len(batch_order(len(self.texts), config.batch_size, config.seed, 0))
+        self.total_steps = config.epochs * self.batches_per_epoch
+        if config.max_steps is not None:
+            self.total_steps = min(self.total_steps, config.max_steps)
+
+    def fit(self) -> TrainState:
+        import torch
+
+        from retriever.losses.span_prediction import GroupwiseSpanLoss, SpanLossConfig
+
+        cfg = self.config
+        module = getattr(self.model, "module", self.model)
+        saved_len = module.max_seq_length
+        module.max_seq_length = cfg.max_seq_length
+        loss_fn = GroupwiseSpanLoss(SpanLossConfig(cfg.temperature))
+        opt, sched = make_optimizer(self.model, cfg.lr, cfg.weight_decay, self.total_steps, cfg.warmup)
+        state = TrainState()
+        ckpt = load_checkpoint(self.out, self.fingerprint)
+        if ckpt is not None:
+            module.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            state = TrainState(**ckpt["state"])
+            log.info("resuming at step %d of %d", state.step, self.total_steps)
+        encode = embedding_fn(self.model)
+        started = time.perf_counter() - state.seconds
+        self.model.train()
+        while state.step < self.total_steps:
+            epoch, index = divmod(state.step, self.batches_per_epoch)
+            batch = batch_order(len(self.texts), cfg.batch_size, cfg.seed, epoch)[index][self.rank::self.world_size]
+            rng = np.random.default_rng([cfg.seed, 2, state.step])
+            torch.manual_seed(cfg.seed * 1_000_003 + state.step)
+            anchors, views, owner = make_views([self.texts[i] for i in batch], cfg, rng)
+            loss = loss_fn(encode(anchors), encode(views), torch.as_tensor(owner))
+            loss.backward()
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            state.step += 1
+            state.seconds = time.perf_counter() - started
+            entry = {"step": state.step, "epoch": epoch + 1, "loss": round(float(loss.detach()), 6),
+                     "lr": float(sched.get_last_lr()[0]), "views": len(views)}
+            state.losses.append(entry)
+            if self.report is not None:
+                self.report(entry)
+            if self.rank == 0 and (state.step % cfg.checkpoint_every == 0 or state.step == self.total_steps):
+                save_checkpoint(self.out, {"fingerprint": self.fingerprint, "model": module.state_dict(),
+                                           "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                           "state": asdict(state)})
+            if self.crash_at is not None and state.step >= self.crash_at:
+                os.kill(os.getpid(), 9)
+        self.model.eval()
+        module.max_seq_length = saved_len
+        return state

@@ -1,0 +1,47 @@
+"""``densepipe pretrain`` on a SciFact slice's corpus with a tiny model: each task saves a loadable
+sentence-transformers folder; a killed span-prediction run resumes to the weights of an unbroken one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.pretrain import PretrainJob, run_pretraining
+from retriever.pretraining import PretrainConfig
+from tests.pipelines.test_train import ROOT, _weights
+
+
+def _job(data, model, out, task="span") -> PretrainJob:
+    cfg = PretrainConfig(task=task, batch_size=4, lr=1e-3, max_seq_length=48, max_steps=4, checkpoint_every=2)
+    return PretrainJob(str(data), str(out), str(model), cfg, max_texts=16, engine="local")
+
+
+def test_killed_pretraining_resumes(scifact_slice, tiny_model, tmp_path):
+    job = _job(scifact_slice, tiny_model, tmp_path / "killed")
+    code = (f"from pipelines.pretrain import PretrainJob, run_pretraining\n"
+            f"from retriever.pretraining import PretrainConfig, SpanConfig, Granularity\n"
+            f"job = {job!r}\nrun_pretraining(job, crash_at=3)\n")
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert not (tmp_path / "killed" / "model").exists()
+    resumed = run_pretraining(job)
+    unbroken = run_pretraining(_job(scifact_slice, tiny_model, tmp_path / "unbroken"))
+    assert resumed["steps"] == unbroken["steps"] == 4 and resumed["labels_used"].startswith("none")
+    a, b = _weights(tmp_path / "killed" / "model"), _weights(tmp_path / "unbroken" / "model")
+    assert all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert run_pretraining(job)["skipped"]
+
+
+@pytest.mark.parametrize("task", ["dropout", "ict"])
+def test_other_tasks_save_a_loadable_model(scifact_slice, tiny_model, tmp_path, task):
+    from sentence_transformers import SentenceTransformer
+
+    info = run_pretraining(_job(scifact_slice, tiny_model, tmp_path / task, task))
+    model = SentenceTransformer(info["model"], device="cpu")
+    assert model.encode(["a claim"]).shape == (1, 32) and Path(tmp_path / task / "loss.png").is_file()
