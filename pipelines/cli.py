@@ -227,9 +227,12 @@ def cmd_pretrain(a) -> tuple[int, dict]:
 def cmd_hyde(a) -> tuple[int, dict]:
     from pipelines.hyde import HydeJob, run_hyde
 
-    job = HydeJob(a.dataset, a.output, a.split, a.generator, a.endpoint_model, a.template, a.n, a.temperature,
-                  a.seed, a.max_new_tokens, not a.exclude_query, _encoder_config(a), a.k, a.gen_batch_size,
-                  a.engine, a.num_workers, a.ray_address, a.max_docs, a.max_queries)
+    job = HydeJob(a.dataset, a.output, a.split, generator=a.generator, backend=a.backend,
+                  endpoint_model=a.endpoint_model, template=a.template, n=a.n, temperature=a.temperature,
+                  seed=a.seed, max_new_tokens=a.max_new_tokens, include_query=not a.exclude_query,
+                  encoder=_encoder_config(a), k=a.k, batch_size=a.gen_batch_size, engine=a.engine,
+                  num_workers=a.num_workers, ray_address=a.ray_address, max_docs=a.max_docs,
+                  max_queries=a.max_queries)
     info = run_hyde(job)
     info.pop("per_query")
     return 0, info
@@ -426,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="folder: generations/ cache, query_vectors.parquet, run.trec")
     p.add_argument("--generator", default="smollm2", help="smollm2 | gemma3-270m | a model folder | a .gguf "
                    "file | an http(s):// OpenAI-compatible endpoint")
+    p.add_argument("--backend", choices=("transformers", "llama.cpp"), default="transformers",
+                   help="GGUF generators: dequantized transformers (cached) or quantized llama.cpp")
     p.add_argument("--endpoint-model", default=None, help="the served model's name (endpoint generators)")
     from retriever.hyde.prompts import PROMPTS
 

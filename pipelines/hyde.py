@@ -26,6 +26,7 @@ class HydeJob:
     output: str
     split: str = "test"
     generator: str = "smollm2"
+    backend: str = "transformers"  # for GGUF generators: "transformers" or "llama.cpp"
     endpoint_model: str | None = None
     template: str = "web"
     n: int = 4
@@ -55,7 +56,7 @@ class GenerateShard:
     def __init__(self, job: HydeJob):
         self.job = job
         self.generator = load_generator(job.generator, job.max_new_tokens, endpoint_model=job.endpoint_model,
-                                        batch_size=job.batch_size)
+                                        batch_size=job.batch_size, backend=job.backend)
 
     def __call__(self, prompts: list[str], n: int) -> list[list[str]]:
         return self.generator.generate(prompts, n, self.job.temperature, self.job.seed)
@@ -91,7 +92,8 @@ class _Lazy:
 
         self.job = job
         self._gen = None
-        described = describe_generator(job.generator, job.max_new_tokens, endpoint_model=job.endpoint_model)
+        described = describe_generator(job.generator, job.max_new_tokens, endpoint_model=job.endpoint_model,
+                                       backend=job.backend)
         if described is None:  # only the loaded model can tell (a bare .gguf's chat template)
             self.name, self._settings = self._load().name, self._load().settings()
         else:
@@ -100,7 +102,8 @@ class _Lazy:
     def _load(self):
         if self._gen is None:
             self._gen = load_generator(self.job.generator, self.job.max_new_tokens,
-                                       endpoint_model=self.job.endpoint_model, batch_size=self.job.batch_size)
+                                       endpoint_model=self.job.endpoint_model, batch_size=self.job.batch_size,
+                                       backend=self.job.backend)
         return self._gen
 
     def settings(self) -> dict:
