@@ -134,14 +134,17 @@ class PipelineRun:
         c = self.config.encode
         return EncoderConfig(model=c.model, batch_size=c.batch_size, max_seq_length=c.max_seq_length)
 
-    def _stage_encode(self) -> dict:
+    def _encode_into(self, folder: Path, encoder) -> dict:
         from pipelines.encode import EncodeConfig, encode_corpus
 
         c = self.config.encode
-        manifest = encode_corpus(self.prep().corpus_dir, self._embeddings(),
-                                 EncodeConfig(self._encoder(), engine=c.engine, num_workers=c.num_workers,
+        manifest = encode_corpus(self.prep().corpus_dir, folder,
+                                 EncodeConfig(encoder, engine=c.engine, num_workers=c.num_workers,
                                               ray_address=self.config.run.ray_address), progress=self.progress)
-        return {"embeddings": str(self._embeddings()), "last_run": manifest["last_run"]}
+        return {"embeddings": str(folder), "last_run": manifest["last_run"]}
+
+    def _stage_encode(self) -> dict:
+        return self._encode_into(self._embeddings(), self._encoder())
 
     def _embeddings(self) -> Path:
         """Embedding shards of this run (its own: a stage key vouches only for what this run wrote)."""
@@ -207,13 +210,7 @@ class PipelineRun:
                 "examples": info["examples"], "final_loss": info["final_loss"]}
 
     def _stage_encode_tuned(self) -> dict:
-        from pipelines.encode import EncodeConfig, encode_corpus
-
-        c = self.config.encode
-        manifest = encode_corpus(self.prep().corpus_dir, self._final_embeddings(),
-                                 EncodeConfig(self._final_encoder(), engine=c.engine, num_workers=c.num_workers,
-                                              ray_address=self.config.run.ray_address), progress=self.progress)
-        return {"embeddings": str(self._final_embeddings()), "last_run": manifest["last_run"]}
+        return self._encode_into(self._final_embeddings(), self._final_encoder())
 
     def _stage_index(self) -> dict:
         from indexes import IndexSpec, parse_bytes

@@ -8,15 +8,14 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from retriever.pretraining.spans import check_corpus
 from retriever.pretraining.tasks import PretrainConfig, make_views
-from retriever.training.checkpoint import load_checkpoint, save_checkpoint
-from retriever.training.contrastive import TrainState, batch_order, embedding_fn
+from retriever.training.checkpoint import TrainState, checkpoint, resume
+from retriever.training.contrastive import batch_order, embedding_fn
 from retriever.training.optim import make_optimizer
 
 log = logging.getLogger("densepipe.pretrain")
@@ -49,14 +48,7 @@ class PretrainTrainer:
         module.max_seq_length = cfg.max_seq_length
         loss_fn = GroupwiseSpanLoss(SpanLossConfig(cfg.temperature))
         opt, sched = make_optimizer(self.model, cfg.lr, cfg.weight_decay, self.total_steps, cfg.warmup)
-        state = TrainState()
-        ckpt = load_checkpoint(self.out, self.fingerprint)
-        if ckpt is not None:
-            module.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            state = TrainState(**ckpt["state"])
-            log.info("resuming at step %d of %d", state.step, self.total_steps)
+        state = resume(self.out, self.fingerprint, module, opt, sched)
         encode = embedding_fn(self.model)
         started = time.perf_counter() - state.seconds
         self.model.train()
@@ -79,9 +71,7 @@ class PretrainTrainer:
             if self.report is not None:
                 self.report(entry)
             if self.rank == 0 and (state.step % cfg.checkpoint_every == 0 or state.step == self.total_steps):
-                save_checkpoint(self.out, {"fingerprint": self.fingerprint, "model": module.state_dict(),
-                                           "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                           "state": asdict(state)})
+                checkpoint(self.out, self.fingerprint, module, opt, sched, state)
             if self.crash_at is not None and state.step >= self.crash_at:
                 os.kill(os.getpid(), 9)
         self.model.eval()

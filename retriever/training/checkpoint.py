@@ -3,13 +3,24 @@ logs so far, written under a temporary name and renamed, so a killed run leaves 
 
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from retriever.atomic import atomic_path
 from retriever.types import ConfigError
 
 CHECKPOINT = "checkpoint.pt"
+log = logging.getLogger("densepipe.train")
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    losses: list[dict] = field(default_factory=list)  # {"step", "epoch", "loss", "lr", ...}
+    evals: list[dict] = field(default_factory=list)  # {"step", "epoch", <metrics>}
+    seconds: float = 0.0
 
 
 def save_checkpoint(folder: str | os.PathLike, state: dict) -> Path:
@@ -34,3 +45,22 @@ def load_checkpoint(folder: str | os.PathLike, fingerprint: str) -> dict | None:
                           f"({state.get('fingerprint')} != {fingerprint}). Fix: pick another output folder, "
                           "or delete the checkpoint to start over.")
     return state
+
+
+def resume(folder: str | os.PathLike, fingerprint: str, module, optimizer, scheduler) -> TrainState:
+    """Load the checkpoint into the model, optimizer and scheduler; a fresh TrainState when there is none."""
+    ckpt = load_checkpoint(folder, fingerprint)
+    if ckpt is None:
+        return TrainState()
+    module.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    state = TrainState(**ckpt["state"])
+    log.info("resuming at step %d from %s", state.step, folder)
+    return state
+
+
+def checkpoint(folder: str | os.PathLike, fingerprint: str, module, optimizer, scheduler, state: TrainState) -> None:
+    save_checkpoint(folder, {"fingerprint": fingerprint, "model": module.state_dict(),
+                             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                             "state": asdict(state)})

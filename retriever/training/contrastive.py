@@ -21,12 +21,12 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from retriever.training.checkpoint import load_checkpoint, save_checkpoint
+from retriever.training.checkpoint import TrainState, checkpoint, resume
 from retriever.training.examples import TrainingExample
 from retriever.training.optim import make_optimizer
 from retriever.types import ConfigError
@@ -70,14 +70,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class TrainState:
-    step: int = 0
-    losses: list[dict] = field(default_factory=list)  # {"step", "epoch", "loss", "lr"}
-    evals: list[dict] = field(default_factory=list)  # {"step", "epoch", <metrics>}
-    seconds: float = 0.0
 
 
 def build_loss(config: TrainConfig):
@@ -176,14 +168,7 @@ class ContrastiveTrainer:
         loss_fn = build_loss(cfg)
         cache = GradCache(loss_fn, GradCacheConfig(cfg.grad_cache_chunk)) if cfg.grad_cache_chunk else None
         opt, sched = make_optimizer(self.model, cfg.lr, cfg.weight_decay, self.total_steps, cfg.warmup)
-        state = TrainState()
-        ckpt = load_checkpoint(self.out, self.fingerprint)
-        if ckpt is not None:
-            module.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            state = TrainState(**ckpt["state"])
-            log.info("resuming at step %d of %d from %s", state.step, self.total_steps, self.out)
+        state = resume(self.out, self.fingerprint, module, opt, sched)
         encode = embedding_fn(self.model)
         if self.evaluate is not None and state.step == 0 and not state.evals:  # the starting point, for the curve
             self.model.eval()
@@ -235,9 +220,7 @@ class ContrastiveTrainer:
             if self.report is not None:
                 self.report(entry)
             if self.rank == 0 and (state.step % cfg.checkpoint_every == 0 or end_of_epoch):
-                save_checkpoint(self.out, {"fingerprint": self.fingerprint, "model": module.state_dict(),
-                                           "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                           "state": asdict(state)})
+                checkpoint(self.out, self.fingerprint, module, opt, sched, state)
             if self.crash_at is not None and state.step >= self.crash_at:
                 os.kill(os.getpid(), 9)  # a hard kill, as the OOM killer or a lost node would
         self.model.eval()

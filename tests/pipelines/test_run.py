@@ -27,7 +27,7 @@ def test_bad_configs_are_rejected_naming_the_key(data, needle):
 def test_shipped_configs_parse():
     for name in ("scifact", "quick"):
         cfg = load_config(f"configs/{name}.toml")
-        assert cfg.stages() == ["bm25", "encode", "index", "search", "compress"]
+        assert cfg.stages() == ["bm25", "encode", "dense", "mine", "train", "index", "search", "compress"]
 
 
 def test_cli_rejects_bad_config_before_running(tmp_path, capsys):
