@@ -78,8 +78,31 @@ def compression(name: str) -> str:
     return path.read_text() if path.is_file() else ""
 
 
+def finetune() -> str:
+    d = load("finetune_scifact.json")
+    if not d:
+        return ""
+    import sys
+
+    sys.path.insert(0, str(RESULTS.parent))
+    from finetune import table
+
+    return table(d)
+
+
+def hyde() -> str:
+    d = load("hyde_scifact.json")
+    if not d:
+        return ""
+    out = ["| query vector | N | nDCG@10 | Recall@100 |", "|---|---|---|---|"]
+    for name, r in d["rows"].items():
+        out.append(f"| {name} | {r['n']} | {r['ndcg@10']:.4f} | {r['recall@100']:.4f} |")
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
     for title, text in (("baselines", baselines()), ("encode", encode()), ("sharded", sharded()),
                         ("scale", scale()), ("compression scifact", compression("compression_scifact")),
-                        ("compression synthetic", compression("compression_synthetic_1000000"))):
+                        ("compression synthetic", compression("compression_synthetic_1000000")),
+                        ("finetune", finetune()), ("hyde", hyde())):
         print(f"<!-- {title} -->\n{text}\n")
