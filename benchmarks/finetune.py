@@ -129,6 +129,10 @@ def main() -> None:
     print(table(result))
 
 
+def _p(p: float) -> str:
+    return "p < 1e-4" if p < 1e-4 else f"p = {p:.2g}"
+
+
 def table(result: dict) -> str:
     lines = ["| variant | negatives | loss | held-out nDCG@10 | test nDCG@10 | Δ vs base (p) | MRR@10 | Recall@100 "
              "| train (s) |", "|---|---|---|---|---|---|---|---|---|",
@@ -139,7 +143,7 @@ def table(result: dict) -> str:
         negs = " + ".join(r["tables"]) or "in-batch only"
         held = r["held_out_evals"][-1].get("ndcg_at_10") if r["held_out_evals"] else None
         lines.append(f"| {name} | {negs} | {r['config']['loss']} | {held if held is not None else '–'} | "
-                     f"{m['ndcg@10']:.4f} | {v['delta_ndcg@10']:+.4f} ({v['t_test_p']:.3g}) | {m['mrr@10']:.4f} | "
+                     f"{m['ndcg@10']:.4f} | {v['delta_ndcg@10']:+.4f} ({_p(v['t_test_p'])}) | {m['mrr@10']:.4f} | "
                      f"{m['recall@100']:.4f} | {r['train_seconds']:.0f} |")
     return "\n".join(lines)
 

@@ -9,6 +9,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from retriever.encoders import EncoderConfig
 from retriever.mining import MinedExample, MiningConfig, MiningReport, mine_negatives, write_mined
@@ -80,6 +81,7 @@ def mine_pairs(job: MineJob) -> dict:
     prep = prepare(job.dataset, job.split, job.docs_per_shard, max_docs=job.max_docs)
     ds = prep.dataset
     source, emb = _source(job, prep)
+    source, emb = str(Path(source).resolve()), emb and str(Path(emb).resolve())  # actors have their own cwd
     qids = sorted(q for q in ds.qrels if q in ds.queries)
     shards = [qids[i:i + job.queries_per_shard] for i in range(0, len(qids), job.queries_per_shard)]
     args = [({q: ds.queries[q] for q in s}, {q: ds.qrels[q] for q in s}) for s in shards]

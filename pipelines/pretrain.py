@@ -20,7 +20,7 @@ from retriever.pretraining import PretrainConfig, PretrainTrainer
 from retriever.training.contrastive import TrainState
 from retriever.types import ConfigError
 
-from pipelines.train import log_progress, run_on_ray, save_trained
+from pipelines.train import absolute_paths, log_progress, run_on_ray, save_trained
 
 log = logging.getLogger("densepipe.pretrain")
 
@@ -99,6 +99,7 @@ def corpus_texts(job: PretrainJob) -> list[str]:
 
 
 def run_pretraining(job: PretrainJob, crash_at: int | None = None) -> dict:
+    job = absolute_paths(job)  # Ray Train workers run in their own working directory
     t0 = time.perf_counter()
     texts = corpus_texts(job)
     blob = json.dumps([job.config.to_dict(), job.model, model_hash(resolve_model(job.model)),

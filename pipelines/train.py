@@ -156,6 +156,15 @@ class TrainTask:
         return info
 
 
+def absolute_paths(job):
+    """The job with its output (and a local model folder) as absolute paths."""
+    from dataclasses import replace
+
+    model = Path(job.model).expanduser()
+    return replace(job, output=str(Path(job.output).expanduser().resolve()),
+                   model=str(model.resolve()) if model.is_dir() else job.model)
+
+
 def save_trained(model, out: Path, info: dict, state: TrainState, title: str) -> None:
     """OUT/model (a sentence-transformers folder with its training record inside), OUT/loss.json, OUT/loss.png;
     the folder appears whole (written aside, then renamed) and the checkpoint goes once it is there."""
@@ -219,6 +228,7 @@ def finished(job: TrainJob, fingerprint: str) -> dict | None:
 
 def run_training(job: TrainJob, crash_at: int | None = None) -> dict:
     """Train (or skip when the output already holds this exact training's model); returns the training record."""
+    job = absolute_paths(job)  # Ray Train workers run in their own working directory
     t0 = time.perf_counter()
     task = build_task(job, crash_at)
     done = finished(job, task.fingerprint)

@@ -98,9 +98,10 @@ def test_bad_pairs_files_and_configs_are_clear_errors(toy_beir, tiny_model, tmp_
 
 
 @pytest.mark.ray
-def test_training_on_ray_train(toy_beir, tiny_model, tmp_path, capsys):
+def test_training_on_ray_train(toy_beir, tiny_model, tmp_path, capsys, monkeypatch):
     from tests.conftest import run_cli
 
+    monkeypatch.chdir(tmp_path)  # a relative output: Ray Train workers run in another working directory
     out = run_cli(capsys, "train", "--dataset", str(toy_beir), "--model", str(tiny_model), "--output",
-                  str(tmp_path / "ray"), "--negatives", "0", "--epochs", "1", "--batch-size", "4", "--lr", "1e-3")
-    assert out["steps"] == 4 and Path(out["model"], "densepipe_training.json").is_file()
+                  "ray-out", "--negatives", "0", "--epochs", "1", "--batch-size", "4", "--lr", "1e-3")
+    assert out["steps"] == 4 and (tmp_path / "ray-out" / "model" / "densepipe_training.json").is_file()
