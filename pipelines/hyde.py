@@ -68,20 +68,31 @@ def generations(job: HydeJob, queries: dict, report: ExpansionReport, generator=
     generator = generator or _Lazy(job)
     fn = None
     if job.engine == "ray":
-        import ray
-
-        from pipelines.runtime import init_ray
-
-        init_ray(job.ray_address)
-        actors = [ray.remote(num_cpus=1)(GenerateShard).remote(job) for _ in range(job.num_workers)]
-        turn = iter(range(1 << 62))
-
-        def on_ray(prompts, n):
-            return ray.get(actors[next(turn) % len(actors)].__call__.remote(prompts, n))
-
-        fn = on_ray
+        fn = _on_ray(job)
     return hypothetical_documents(queries, generator, job.template, job.n, job.temperature, job.seed, cache,
                                   report, job.batch_size, fn)
+
+
+def _on_ray(job: HydeJob):
+    """Every batch submitted at once to ``num_workers`` actors (each loads the generator once); results are
+    yielded in order as they arrive, so the cache grows while the rest still runs."""
+    import ray
+
+    from pipelines.runtime import init_ray
+    from retriever.hyde.generators import GenerationError
+
+    init_ray(job.ray_address)
+    actors = [ray.remote(num_cpus=1)(GenerateShard).remote(job) for _ in range(job.num_workers)]
+
+    def run(batches: list[list[str]], n: int):
+        refs = [actors[i % len(actors)].__call__.remote(prompts, n) for i, prompts in enumerate(batches)]
+        for i, ref in enumerate(refs):
+            try:
+                yield i, ray.get(ref)
+            except ray.exceptions.RayError as e:  # the actor's GenerationError arrives wrapped
+                yield i, GenerationError(str(e).splitlines()[-1])
+
+    return run
 
 
 class _Lazy:

@@ -271,8 +271,10 @@ class PipelineRun:
         if "search" in results:
             tuned = "train" in results
             name = f"{base} fine-tuned" if tuned else base
+            compare = reference(dataset, "BAAI/bge-small-en-v1.5")
             row(f"{name} · {results['search']['factory']}", results["search"]["metrics"],
-                None if tuned else reference(dataset, base))
+                (f"{compare} (bge-small-en-v1.5, for comparison)" if compare else None) if tuned
+                else reference(dataset, base))
         if "compress" in results:
             for c in results["compress"]["rows"]:
                 if c["name"].startswith(("pq", "opq", "ivf")):

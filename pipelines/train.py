@@ -26,7 +26,7 @@ from retriever.encoders import TRAINING_INFO, EncoderConfig, model_hash, resolve
 from retriever.training.contrastive import ContrastiveTrainer, TrainConfig, TrainState
 from retriever.training.examples import (TrainingExample, examples_from_mined, examples_from_qrels,
                                          examples_hash, split_held_out)
-from retriever.types import ConfigError
+from retriever.types import ConfigError, Document
 
 log = logging.getLogger("densepipe.train")
 
@@ -39,7 +39,7 @@ class TrainJob:
     split: str = "train"
     pairs: tuple[str, ...] = ()  # mined Parquet tables; none: (query, positive) pairs from the qrels
     held_out: float = 0.1  # fraction of training queries kept aside to evaluate during training
-    eval_docs: int = 1000  # tower="both": held-out evaluation re-ranks positives + negatives + this many others
+    eval_docs: int = 1000  # tower="both": held-out evaluation ranks the judged documents + this many others
     config: TrainConfig = field(default_factory=TrainConfig)
     engine: str = "ray"  # "ray" (TorchTrainer) or "local"
     num_workers: int = 1
@@ -98,7 +98,8 @@ class TrainTask:
 
     def _evaluator(self):
         """Held-out nDCG@10 and Recall@100: exact search over the whole corpus's fixed vectors (tower="query"),
-        or over positives + mined negatives + ``eval_docs`` sampled documents re-encoded (tower="both")."""
+        or over the held-out queries' judged documents + ``eval_docs`` sampled others, re-encoded by the model
+        being trained (tower="both": a re-ranking figure, higher than a full-corpus one)."""
         from retriever.eval import evaluate
 
         qids = sorted(self.held_out)
@@ -116,7 +117,8 @@ class TrainTask:
 
             enc = BiEncoder(EncoderConfig(self.job.model, batch_size=64), model=model)
             xq = enc.encode_queries([self.query_text[q] for q in qids])
-            xb = fixed if fixed is not None else enc._encode([self.doc_text[d] for d in doc_ids], "document", False)
+            xb = fixed if fixed is not None else enc.encode_documents(
+                [Document(id=d, text=self.doc_text[d]) for d in doc_ids])
             scores = xq @ xb.T
             top = np.argsort(-scores, axis=1)[:, :100]
             results = {q: {doc_ids[j]: float(scores[i, j]) for j in top[i]} for i, q in enumerate(qids)}

@@ -5,7 +5,7 @@ alone. A query whose generations all failed or came back empty keeps its plain v
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -30,14 +30,29 @@ class ExpansionReport:
         return {**asdict(self), "fallbacks": len(self.fallback_queries)}
 
 
-GenerateFn = Callable[[list[str], int], list[list[str]]]  # (prompts, n) -> n texts per prompt
+# (prompt batches, n) -> (batch index, n texts per prompt, or the error) as each batch finishes
+GenerateMany = Callable[[list[list[str]], int], Iterator[tuple[int, "list[list[str]] | DensepipeError"]]]
+
+
+def sequential(generator: Generator, temperature: float, seed: int) -> GenerateMany:
+    """Batches one after the other in this process; a failed batch is reported, not raised."""
+
+    def run(batches: list[list[str]], n: int):
+        for i, prompts in enumerate(batches):
+            try:
+                yield i, generator.generate(prompts, n, temperature, seed)
+            except DensepipeError as e:
+                yield i, e
+
+    return run
 
 
 def hypothetical_documents(queries: Queries, generator: Generator, template: str, n: int, temperature: float,
                            seed: int, cache: GenerationCache, report: ExpansionReport, batch_size: int = 16,
-                           generate: GenerateFn | None = None) -> dict[str, list[str]]:
-    """N texts per query: the cached ones, plus new generations for the missing sample indices. ``generate``
-    runs the generation (default: in-process; the pipeline passes a Ray stage)."""
+                           generate: GenerateMany | None = None) -> dict[str, list[str]]:
+    """N texts per query: the cached ones, plus new generations for the missing sample indices, cached batch by
+    batch as they finish (a killed run keeps what it made). ``generate`` runs the batches (default: in this
+    process; the pipeline passes Ray actors)."""
     settings = {**generator.settings(), "temperature": temperature, "seed": seed}
     prompts = {q: render_prompt(template, text) for q, text in queries.items()}
     keys = {q: [generation_key(generator.name, settings, prompts[q], i) for i in range(n)] for q in queries}
@@ -45,15 +60,16 @@ def hypothetical_documents(queries: Queries, generator: Generator, template: str
     report.queries += len(queries)
     report.cached += sum(t is not None for ts in texts.values() for t in ts)
     todo = [q for q in queries if any(t is None for t in texts[q])]
-    run = generate or (lambda ps, k: generator.generate(ps, k, temperature, seed))
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
-        try:
-            out = run([prompts[q] for q in batch], n)
-        except DensepipeError as e:
+    batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+    run = generate or sequential(generator, temperature, seed)
+    done = 0
+    for index, out in run([[prompts[q] for q in batch] for batch in batches], n):
+        batch = batches[index]
+        done += len(batch)
+        if isinstance(out, Exception):
             report.failed_batches += 1
             log.warning("hyde: generation failed for %d queries (%s); they fall back to the plain query",
-                        len(batch), e)
+                        len(batch), out)
             continue
         rows = []
         for q, generated in zip(batch, out):
@@ -64,12 +80,11 @@ def hypothetical_documents(queries: Queries, generator: Generator, template: str
                                  "prompt": prompts[q], "sample": i})
         report.generated += len(rows)
         cache.put(rows)
-        log.warning("hyde: generated for %d of %d queries", min(start + batch_size, len(todo)), len(todo))
+        log.warning("hyde: generated for %d of %d queries", done, len(todo))
     result = {}
     for q, ts in texts.items():
-        kept = [t for t in ts if t]  # None (failed) or "" (empty) are dropped
         report.empty += sum(t == "" for t in ts)
-        result[q] = kept
+        result[q] = [t for t in ts if t]  # None (failed) or "" (empty) are dropped
     return result
 
 

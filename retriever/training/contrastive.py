@@ -152,7 +152,8 @@ class ContrastiveTrainer:
         import torch
 
         rows, xb = self.doc_vectors
-        return torch.as_tensor(xb[[rows[d] for d in ids]], dtype=torch.float32)
+        device = next(getattr(self.model, "module", self.model).parameters()).device
+        return torch.as_tensor(xb[[rows[d] for d in ids]], dtype=torch.float32, device=device)
 
     # -- the loop ---------------------------------------------------------------------------------------------
     def fit(self) -> TrainState:
@@ -186,7 +187,7 @@ class ContrastiveTrainer:
             qids = [e.query_id for e in rows]
             pos_ids = [e.positive_id for e in rows]
             neg_ids = [d for e in rows for d in sample_negatives(e, cfg.negatives, rng)]
-            mask = positive_mask(qids, pos_ids + neg_ids, self.positives)
+            mask = positive_mask(qids, pos_ids + neg_ids, self.positives).to(next(module.parameters()).device)
             queries = [self.query_text[q] for q in qids]
             if cfg.tower == "query":
                 docs = [self._fixed(pos_ids), self._fixed(neg_ids) if neg_ids else None]

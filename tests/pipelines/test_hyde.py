@@ -4,6 +4,7 @@ run and metrics written; the rerun generates nothing."""
 from __future__ import annotations
 
 import pyarrow.parquet as pq
+import pytest
 
 from tests.conftest import run_cli
 from tests.retriever.test_hyde import _FakeOpenAI, fake_server  # noqa: F401 (the fixture)
@@ -21,3 +22,11 @@ def test_hyde_cli_with_a_served_generator(scifact_slice, tmp_path, capsys, fake_
     again = run_cli(capsys, *args)
     assert again["report"]["generated"] == 0 and again["report"]["cached"] == 16
     assert len(_FakeOpenAI.requests) == served and again["metrics"] == first["metrics"]
+
+
+@pytest.mark.ray
+def test_hyde_generation_on_ray_actors(scifact_slice, tmp_path, capsys, fake_server):  # noqa: F811
+    out = run_cli(capsys, "hyde", "--dataset", str(scifact_slice), "--generator", fake_server, "--endpoint-model",
+                  "smol", "--n", "2", "--max-queries", "6", "--gen-batch-size", "2", "--engine", "ray",
+                  "--num-workers", "2", "--k", "100", "--output", str(tmp_path / "h"))
+    assert out["report"]["generated"] == 12 and out["report"]["failed_batches"] == 0

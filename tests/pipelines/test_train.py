@@ -44,7 +44,7 @@ def test_killed_training_resumes_to_the_same_weights(toy_beir, tiny_model, tmp_p
     assert not (tmp_path / "killed" / "model").exists()  # nothing half-written looks finished
     resumed = run_training(job)
     assert resumed["steps"] == 8 and not resumed["skipped"]
-    unbroken = run_training(_job(toy_beir, tiny_model, tmp_path / "unbroken"))
+    run_training(_job(toy_beir, tiny_model, tmp_path / "unbroken"))
     a, b = _weights(tmp_path / "killed" / "model"), _weights(tmp_path / "unbroken" / "model")
     assert a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert [e["loss"] for e in json.loads((tmp_path / "killed" / "loss.json").read_text())["losses"]] == \

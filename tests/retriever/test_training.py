@@ -3,8 +3,6 @@ a killed training run resumes from its checkpoint to the same weights an unbroke
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import zlib
 
 import numpy as np
