@@ -16,7 +16,7 @@ from retriever.pretraining.spans import check_corpus
 from retriever.pretraining.tasks import PretrainConfig, make_views
 from retriever.training.checkpoint import TrainState, checkpoint, resume
 from retriever.training.contrastive import batch_order, embedding_fn
-from retriever.training.optim import make_optimizer
+from retriever.training.optim import make_optimizer, take_step
 
 log = logging.getLogger("densepipe.pretrain")
 
@@ -61,14 +61,7 @@ class PretrainTrainer:
             anchor_vectors = encode(anchors)
             loss = loss_fn(anchor_vectors, encode(views), torch.as_tensor(owner, device=anchor_vectors.device))
             loss.backward()
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            state.step += 1
-            state.seconds = time.perf_counter() - started
-            entry = {"step": state.step, "epoch": epoch + 1, "loss": round(float(loss.detach()), 6),
-                     "lr": float(sched.get_last_lr()[0]), "views": len(views)}
-            state.losses.append(entry)
+            entry = take_step(opt, sched, state, started, epoch, loss, views=len(views))
             if self.report is not None:
                 self.report(entry)
             if self.rank == 0 and (state.step % cfg.checkpoint_every == 0 or state.step == self.total_steps):

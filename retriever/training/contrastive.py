@@ -28,7 +28,7 @@ import numpy as np
 
 from retriever.training.checkpoint import TrainState, checkpoint, resume
 from retriever.training.examples import TrainingExample
-from retriever.training.optim import make_optimizer
+from retriever.training.optim import make_optimizer, take_step
 from retriever.types import ConfigError
 
 log = logging.getLogger("densepipe.train")
@@ -200,14 +200,7 @@ class ContrastiveTrainer:
                 tensors = [g if g is None or isinstance(g, torch.Tensor) else g[0](g[1]) for g in docs]
                 loss = loss_fn(encode(queries), *tensors, mask=mask)
                 loss.backward()
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            state.step += 1
-            state.seconds = time.perf_counter() - started
-            entry = {"step": state.step, "epoch": epoch + 1, "loss": round(float(loss.detach()), 6),
-                     "lr": float(sched.get_last_lr()[0])}
-            state.losses.append(entry)
+            entry = take_step(opt, sched, state, started, epoch, loss)
             end_of_epoch = state.step % self.batches_per_epoch == 0 or state.step == self.total_steps
             if self.evaluate is not None and (end_of_epoch if not cfg.eval_every
                                               else state.step % cfg.eval_every == 0 or

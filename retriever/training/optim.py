@@ -18,3 +18,18 @@ def make_optimizer(model, lr: float, weight_decay: float, total_steps: int, warm
         return (step + 1) / warm if step < warm else max(0.0, (total_steps - step) / max(1, total_steps - warm))
 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+
+
+def take_step(optimizer, scheduler, state, started: float, epoch: int, loss, **extra) -> dict:
+    """Apply the gradients, advance the schedule and the step count, and log the step in ``state.losses``."""
+    import time
+
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+    state.seconds = time.perf_counter() - started
+    entry = {"step": state.step, "epoch": epoch + 1, "loss": round(float(loss.detach()), 6),
+             "lr": float(scheduler.get_last_lr()[0]), **extra}
+    state.losses.append(entry)
+    return entry
