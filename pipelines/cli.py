@@ -47,6 +47,19 @@ def _add_encoder(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="stored vector type")
 
 
+def _add_loop(p: argparse.ArgumentParser, epochs: int) -> None:
+    """Options of the training loops (fine-tuning and pretraining)."""
+    p.add_argument("--engine", choices=("ray", "local"), default="ray", help="ray: Ray Train's TorchTrainer")
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--temperature", type=float, default=0.05)
+    p.add_argument("--max-seq-length", type=int, default=128, help="token limit while training")
+    p.add_argument("--checkpoint-every", type=int, default=25)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+
+
 def _encoder_config(a):
     from retriever.encoders import EncoderConfig
 
@@ -382,23 +395,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", nargs="*", default=[], help="mined Parquet tables (`densepipe mine`); none: "
                    "in-batch negatives from the qrels only")
     p.add_argument("--output", required=True, help="folder: model/, loss.json, loss.png, checkpoint/")
-    p.add_argument("--engine", choices=("ray", "local"), default="ray")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-5)
+    _add_loop(p, epochs=2)
     p.add_argument("--loss", choices=("infonce", "debiased"), default="infonce")
-    p.add_argument("--temperature", type=float, default=0.05)
     p.add_argument("--tau-plus", type=float, default=0.1, help="class prior of the debiased loss")
     p.add_argument("--symmetric", action="store_true", help="add the document-to-query InfoNCE term")
     p.add_argument("--negatives", type=int, default=1, help="mined negatives per query per step (0: in-batch)")
     p.add_argument("--tower", choices=("both", "query"), default="both",
                    help="both: one shared encoder; query: documents keep the base model's vectors")
-    p.add_argument("--max-seq-length", type=int, default=128, help="token limit while training (0: the model's)")
     p.add_argument("--grad-cache-chunk", type=int, default=None, help="gradient cache: embed in chunks of N")
     p.add_argument("--held-out", type=float, default=0.1, help="fraction of queries evaluated during training")
-    p.add_argument("--checkpoint-every", type=int, default=25)
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("pretrain", help="self-supervised contrastive pretraining on corpus text only: span "
@@ -409,16 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=("span", "dropout", "ict"), default="span")
     p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
     p.add_argument("--output", required=True)
-    p.add_argument("--engine", choices=("ray", "local"), default="ray")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-5)
-    p.add_argument("--temperature", type=float, default=0.05)
-    p.add_argument("--max-seq-length", type=int, default=128)
+    _add_loop(p, epochs=1)
     p.add_argument("--max-texts", type=int, default=None, help="a seeded sample of the corpus")
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--checkpoint-every", type=int, default=25)
-    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("hyde", help="HyDE: generate hypothetical documents per query (cached), average their "

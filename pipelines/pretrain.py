@@ -20,7 +20,7 @@ from retriever.pretraining import PretrainConfig, PretrainTrainer
 from retriever.training.contrastive import TrainState
 from retriever.types import ConfigError
 
-from pipelines.train import absolute_paths, log_progress, run_on_ray, save_trained
+from pipelines.train import absolute_paths, finished, log_progress, run_on_ray, save_trained
 
 log = logging.getLogger("densepipe.pretrain")
 
@@ -79,17 +79,14 @@ def corpus_texts(job: PretrainJob) -> list[str]:
     """The corpus alone (a folder with just corpus.jsonl will do), through its Parquet shards."""
     from retriever.data import resolve_dataset
     from retriever.data.beir import read_corpus
-    from retriever.data.parquet import write_corpus_shards
 
-    from pipelines.workspace import slug, work_root
+    from pipelines.workspace import write_corpus
 
     source = resolve_dataset(job.dataset)
     corpus = read_corpus(source / "corpus.jsonl")
     if job.max_docs is not None:
         corpus = dict(list(corpus.items())[:job.max_docs])
-    name = source.name if job.max_docs is None else f"{source.name}-first{job.max_docs}"
-    shards = work_root() / slug(name) / f"corpus-{job.docs_per_shard}"
-    write_corpus_shards(corpus, shards, job.docs_per_shard, source=str(source))
+    _, shards = write_corpus(corpus, source, job.docs_per_shard, job.max_docs)
     texts = [d.joined(" ") for _, docs in iter_corpus_shards(shards) for d in docs]
     texts = [t for t in texts if t.strip()]
     if job.max_texts is not None and job.max_texts < len(texts):
@@ -106,8 +103,9 @@ def run_pretraining(job: PretrainJob, crash_at: int | None = None) -> dict:
                        hashlib.sha256("\n".join(texts).encode()).hexdigest()], sort_keys=True, default=str)
     task = PretrainTask(job, texts, hashlib.sha256(blob.encode()).hexdigest()[:16], crash_at)
     info_path = Path(job.output) / "model" / TRAINING_INFO
-    if info_path.is_file() and read_json(info_path).get("fingerprint") == task.fingerprint:
-        return {**read_json(info_path), "skipped": True, "model": str(info_path.parent)}
+    done = finished(job.output, task.fingerprint)
+    if done is not None:
+        return {**done, "skipped": True, "model": str(info_path.parent)}
     if job.engine == "local":
         task.run(report=log_progress)
     else:

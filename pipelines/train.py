@@ -207,9 +207,10 @@ def build_task(job: TrainJob, crash_at: int | None = None) -> TrainTask:
     train, held = split_held_out(examples, job.held_out, job.config.seed)
     positives = {q: {d for d, r in docs.items() if r > 0} for q, docs in ds.qrels.items()}
     used = {e.query_id for e in examples}
+    # document texts travel to the workers only when documents are encoded there (tower="both")
+    doc_text = {d: doc.joined(" ") for d, doc in ds.corpus.items()} if job.config.tower == "both" else {}
     task = TrainTask(job, _fingerprint(job, train, held), train, {q: ds.qrels[q] for q in held},
-                     {q: ds.queries[q] for q in used}, {d: doc.joined(" ") for d, doc in ds.corpus.items()},
-                     positives, crash_at=crash_at)
+                     {q: ds.queries[q] for q in used}, doc_text, positives, crash_at=crash_at)
     if job.config.tower == "query":
         from pipelines.encode import corpus_vectors
 
@@ -219,8 +220,9 @@ def build_task(job: TrainJob, crash_at: int | None = None) -> TrainTask:
     return task
 
 
-def finished(job: TrainJob, fingerprint: str) -> dict | None:
-    info = Path(job.output) / "model" / TRAINING_INFO
+def finished(output: str, fingerprint: str) -> dict | None:
+    """The record of the model in OUTPUT/model when it was made with exactly this fingerprint."""
+    info = Path(output) / "model" / TRAINING_INFO
     if info.is_file():
         recorded = read_json(info)
         if recorded.get("fingerprint") == fingerprint:
@@ -233,7 +235,7 @@ def run_training(job: TrainJob, crash_at: int | None = None) -> dict:
     job = absolute_paths(job)  # Ray Train workers run in their own working directory
     t0 = time.perf_counter()
     task = build_task(job, crash_at)
-    done = finished(job, task.fingerprint)
+    done = finished(job.output, task.fingerprint)
     if done is not None:
         log.info("train: %s already holds this model; skipped", job.output)
         return {**done, "skipped": True, "model": str(Path(job.output) / "model")}

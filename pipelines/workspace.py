@@ -41,12 +41,20 @@ def prepare(dataset: str, split: str = "test", docs_per_shard: int = 50_000, roo
     ds = load_beir(source, split, report)
     if max_docs is not None:
         ds = _slice(ds, max_docs)
+    folder, corpus_dir = write_corpus(ds.corpus, source, docs_per_shard, max_docs, root)
+    write_queries(ds.queries, folder / f"queries-{split}.parquet")
+    return Prepared(ds, folder, corpus_dir)
+
+
+def write_corpus(corpus, source: Path, docs_per_shard: int, max_docs: int | None = None,
+                 root: Path | None = None) -> tuple[Path, Path]:
+    """Write a dataset's (already sliced) corpus as Parquet shards in its work folder, skipped when unchanged;
+    returns (the dataset's work folder, the shard folder)."""
     name = source.name if max_docs is None else f"{source.name}-first{max_docs}"
     folder = (root or work_root()) / slug(name)
     corpus_dir = folder / f"corpus-{docs_per_shard}"
-    write_corpus_shards(ds.corpus, corpus_dir, docs_per_shard, source=str(source))
-    write_queries(ds.queries, folder / f"queries-{split}.parquet")
-    return Prepared(ds, folder, corpus_dir)
+    write_corpus_shards(corpus, corpus_dir, docs_per_shard, source=str(source))
+    return folder, corpus_dir
 
 
 def _slice(ds: BeirDataset, max_docs: int) -> BeirDataset:
