@@ -35,16 +35,26 @@ class EncoderConfig:
         return asdict(self)
 
 
-@lru_cache(maxsize=8)
 def model_hash(folder: str) -> str:
-    """Content hash of a local model folder (every file's name and bytes); the hub name for remote models."""
+    """Content hash of a local model folder (every file's name and bytes, except a ``.cache`` folder inside it);
+    the hub name for remote models. Only the part of a path below the folder is looked at, so a model that itself
+    lives under ``~/.cache`` is hashed whole. Remembered per (file, size, mtime), so a model retrained in place is
+    hashed afresh."""
     root = Path(folder)
     if not root.is_dir():
         return hashlib.sha256(folder.encode()).hexdigest()[:16]
+    files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+    files = [r for r in files if ".cache" not in r.parts]
+    stats = tuple((str(r), (root / r).stat().st_size, (root / r).stat().st_mtime_ns) for r in files)
+    return _content_hash(str(root), stats)
+
+
+@lru_cache(maxsize=16)
+def _content_hash(root: str, stats: tuple) -> str:
     h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file() and ".cache" not in p.parts):
-        h.update(str(f.relative_to(root)).encode())
-        with open(f, "rb") as fh:
+    for rel, _, _ in stats:
+        h.update(rel.encode())
+        with open(Path(root) / rel, "rb") as fh:
             while block := fh.read(1 << 20):
                 h.update(block)
     return h.hexdigest()[:16]

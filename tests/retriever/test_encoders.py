@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +44,20 @@ def test_bad_encoder_config():
         EncoderConfig(batch_size=0)
     with pytest.raises(ConfigError, match="dtype"):
         EncoderConfig(dtype="int8")
+
+
+def test_model_hash_covers_models_under_a_cache_folder(tmp_path):
+    """A model stored under ~/.cache (a hub cache, densepipe's work folder) is hashed by its files, and a model
+    rewritten in place gets a new hash (embedding caches are keyed by it)."""
+    from retriever.encoders.bi_encoder import model_hash
+
+    folder = tmp_path / ".cache" / "models" / "m"
+    (folder / ".cache").mkdir(parents=True)
+    (folder / "weights.bin").write_bytes(b"one")
+    (folder / ".cache" / "lock").write_bytes(b"ignored")
+    first = model_hash(str(folder))
+    assert first != hashlib.sha256(b"").hexdigest()[:16]
+    (folder / ".cache" / "lock").write_bytes(b"still ignored")
+    assert model_hash(str(folder)) == first
+    (folder / "weights.bin").write_bytes(b"two!")
+    assert model_hash(str(folder)) != first
