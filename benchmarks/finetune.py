@@ -63,14 +63,14 @@ def mined_tables(folder: Path, names: set[str]) -> dict:
     return reports
 
 
-def evaluate_model(model: str) -> tuple[dict, dict, float]:
+def evaluate_model(model: str, split: str = "test") -> tuple[dict, dict, float]:
     from pipelines.baselines import dense_searcher
     from pipelines.workspace import prepare
     from retriever.encoders import EncoderConfig
     from retriever.eval import evaluate
 
     t0 = time.perf_counter()
-    prep = prepare("scifact", "test")
+    prep = prepare("scifact", split)
     searcher = dense_searcher(prep, EncoderConfig(model=model))
     res = evaluate(prep.dataset.qrels, searcher.search(prep.dataset.queries, 100), ["ndcg@10", "mrr@10", "recall@100"])
     return {k: round(v, 5) for k, v in res.aggregate.items()}, res.per_query, time.perf_counter() - t0

@@ -1,13 +1,16 @@
 """Self-supervised pretraining on SciFact's corpus text only (no queries, no qrels), from all-MiniLM-L6-v2:
-zero-shot test nDCG@10 before and after each task, then the fine-tuning recipe of benchmarks/finetune.py
-(query tower, BM25 + dense negatives mined with the base model) started from each pretrained checkpoint vs
-from the base model.
+zero-shot nDCG@10 before and after each task, then the fine-tuning recipe of benchmarks/finetune.py (query
+tower, BM25 + dense negatives mined with the base model) started from each pretrained checkpoint vs from the
+base model.
 
-    python benchmarks/pretrain.py [--tasks span,dropout,ict] [--max-texts 2000]
+    python benchmarks/pretrain.py [--rows span,dropout,ict,...] [--max-texts 1000]
 
-Pretraining samples ``--max-texts`` corpus documents (seeded) for one epoch at 128 tokens (2 CPU cores);
-evaluation re-encodes the whole corpus with each pretrained model. Models are cached under
-$DRP_WORK_DIR/scifact/pretrain. Writes benchmarks/results/pretrain_scifact.json.
+Zero-shot quality is measured on the test split (300 queries, reported) and on the train split's 809 queries
+("dev": the only figure used to choose between pretraining settings — the queries are never seen by
+pretraining). Each row pretrains for one epoch on ``--max-texts`` seeded corpus documents at 128 tokens (2 CPU
+cores); evaluation re-encodes the whole corpus with each pretrained model. Models are cached under
+$DRP_WORK_DIR/scifact/pretrain; rows not named keep their last figures. Writes
+benchmarks/results/pretrain_scifact.json.
 """
 
 from __future__ import annotations
@@ -17,17 +20,27 @@ import json
 import os
 import platform
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+# row -> PretrainConfig overrides; every row shares the rest of the config (batch 32, temperature 0.05, 1 epoch)
+ROWS = {
+    "span": {"task": "span", "lr": 1e-5},
+    "dropout": {"task": "dropout", "lr": 1e-5},
+    "ict": {"task": "ict", "lr": 1e-5},
+    "span+mlm": {"task": "span", "lr": 1e-5, "mlm_weight": 1.0},
+    "span-lr2e-5": {"task": "span", "lr": 2e-5},
+}
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tasks", default="span,dropout,ict")
-    ap.add_argument("--max-texts", type=int, default=2000)
+    ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--max-texts", type=int, default=1000)
     ap.add_argument("--engine", choices=("local", "ray"), default="local")
     a = ap.parse_args()
     from finetune import BASE, BOTH, QUERY, evaluate_model, mined_tables
@@ -35,38 +48,86 @@ def main() -> None:
     from pipelines.pretrain import PretrainJob, run_pretraining
     from pipelines.train import TrainJob, run_training
     from pipelines.workspace import work_root
+    from retriever.eval import paired_test
     from retriever.pretraining import PretrainConfig
     from retriever.training import TrainConfig
 
+    names = a.rows.split(",")
+    if set(names) - set(ROWS):
+        sys.exit(f"unknown rows {sorted(set(names) - set(ROWS))}; choose from {list(ROWS)}")
     root = work_root() / "scifact"
     mined_tables(root / "finetune" / "mined", set(BOTH))
     pairs = tuple(str(root / "finetune" / "mined" / f"{t}.parquet") for t in BOTH)
     out_path = HERE / "results" / "pretrain_scifact.json"
-    results = json.loads(out_path.read_text())["rows"] if out_path.is_file() else {}
+    old = json.loads(out_path.read_text()) if out_path.is_file() else {}
+    results = {k: v for k, v in old.get("rows", {}).items() if k in ROWS or k == "base"}
 
-    def finetune(model: str, name: str) -> dict:
+    def zero_shot(model: str) -> tuple[dict, dict]:
+        test, per_query, _ = evaluate_model(model, "test")
+        dev, _, _ = evaluate_model(model, "train")
+        return {"test": test, "dev": dev}, per_query
+
+    def finetune(model: str, name: str) -> tuple[dict, dict]:
         job = TrainJob("scifact", str(root / "pretrain" / f"finetune-{name}"), model, "train", pairs,
                        config=replace(TrainConfig(), **QUERY), engine=a.engine)
         info = run_training(job)
-        metrics, _, _ = evaluate_model(info["model"])
-        return {"metrics": metrics, "train_seconds": info["train_seconds"]}
+        metrics, per_query, _ = evaluate_model(info["model"])
+        return {"metrics": metrics, "train_seconds": info["train_seconds"]}, per_query
 
-    base_zero, _, _ = evaluate_model(BASE)
-    results["base"] = {"zero_shot": base_zero, "fine_tuned": finetune(BASE, "base")}
+    base_zero, base_pq = zero_shot(BASE)
+    base_ft, base_ft_pq = finetune(BASE, "base")
+    results["base"] = {"zero_shot": base_zero, "fine_tuned": base_ft}
     print("base", results["base"], flush=True)
-    for task in a.tasks.split(","):
-        job = PretrainJob("scifact", str(root / "pretrain" / task), BASE, PretrainConfig(task=task),
-                          max_texts=a.max_texts, engine=a.engine)
+    for name in names:
+        t0 = time.perf_counter()
+        cfg = PretrainConfig(**ROWS[name])
+        job = PretrainJob("scifact", str(root / "pretrain" / name), BASE, cfg, max_texts=a.max_texts,
+                          engine=a.engine)
         info = run_pretraining(job)
-        zero, _, _ = evaluate_model(info["model"])
-        results[task] = {"pretrain_seconds": info["train_seconds"], "steps": info["steps"],
-                         "final_loss": info["final_loss"], "zero_shot": zero,
-                         "fine_tuned": finetune(info["model"], task)}
-        print(task, results[task], flush=True)
-    result = {"command": f"python benchmarks/pretrain.py --tasks {a.tasks} --max-texts {a.max_texts}",
-              "dataset": "scifact (corpus text only for pretraining)", "base": BASE, "rows": results,
-              "fine_tuning_recipe": QUERY, "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
+        zero, zero_pq = zero_shot(info["model"])
+        ft, ft_pq = finetune(info["model"], name)
+        vs_zero, vs_ft = paired_test(zero_pq, base_pq, "ndcg@10"), paired_test(ft_pq, base_ft_pq, "ndcg@10")
+        results[name] = {
+            "config": cfg.to_dict(), "texts": info["texts"], "steps": info["steps"],
+            "pretrain_seconds": info["train_seconds"], "final_loss": info["final_loss"], "zero_shot": zero,
+            "zero_shot_vs_base": {"delta_ndcg@10": round(zero["test"]["ndcg@10"] - base_zero["test"]["ndcg@10"], 5),
+                                  "t_test_p": round(vs_zero.t_pvalue, 5)},
+            "fine_tuned": ft,
+            "fine_tuned_vs_base_fine_tuned": {
+                "delta_ndcg@10": round(ft["metrics"]["ndcg@10"] - base_ft["metrics"]["ndcg@10"], 5),
+                "t_test_p": round(vs_ft.t_pvalue, 5)},
+            "row_seconds": round(time.perf_counter() - t0, 1)}
+        print(name, json.dumps(results[name]), flush=True)
+        write(out_path, a, results)
+    write(out_path, a, results)
+    print(table(json.loads(out_path.read_text())))
+
+
+def write(out_path: Path, a, results: dict) -> None:
+    from finetune import BASE, QUERY
+
+    result = {"command": f"python benchmarks/pretrain.py --rows {a.rows} --max-texts {a.max_texts}",
+              "dataset": "scifact (corpus text only for pretraining; dev = the train split's queries, test = test)",
+              "base": BASE, "rows": results, "row_overrides": ROWS, "fine_tuning_recipe": QUERY,
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
     out_path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def table(result: dict) -> str:
+    base = result["rows"]["base"]
+    lines = ["| pretraining | steps | dev zero-shot | test zero-shot (Δ) | fine-tuned test (Δ vs fine-tuned base) |",
+             "|---|---|---|---|---|",
+             f"| none (all-MiniLM-L6-v2) | – | {base['zero_shot']['dev']['ndcg@10']:.4f} | "
+             f"{base['zero_shot']['test']['ndcg@10']:.4f} | {base['fine_tuned']['metrics']['ndcg@10']:.4f} |"]
+    for name, row in result["rows"].items():
+        if name == "base":
+            continue
+        z, f = row["zero_shot_vs_base"], row["fine_tuned_vs_base_fine_tuned"]
+        lines.append(f"| {name} | {row['steps']} | {row['zero_shot']['dev']['ndcg@10']:.4f} | "
+                     f"{row['zero_shot']['test']['ndcg@10']:.4f} ({z['delta_ndcg@10']:+.4f}, p = {z['t_test_p']:.2g}) "
+                     f"| {row['fine_tuned']['metrics']['ndcg@10']:.4f} ({f['delta_ndcg@10']:+.4f}, "
+                     f"p = {f['t_test_p']:.2g}) |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

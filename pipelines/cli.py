@@ -229,7 +229,7 @@ def cmd_pretrain(a) -> tuple[int, dict]:
 
     cfg = PretrainConfig(task=a.task, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                          temperature=a.temperature, max_seq_length=a.max_seq_length, max_steps=a.max_steps,
-                         checkpoint_every=a.checkpoint_every, seed=a.seed)
+                         checkpoint_every=a.checkpoint_every, seed=a.seed, mlm_weight=a.mlm_weight)
     job = PretrainJob(a.dataset, a.output, a.model, cfg, a.max_texts, a.engine, a.num_workers, a.ray_address,
                       max_docs=a.max_docs)
     info = run_pretraining(job)
@@ -416,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True)
     _add_loop(p, epochs=1)
     p.add_argument("--max-texts", type=int, default=None, help="a seeded sample of the corpus")
+    p.add_argument("--mlm-weight", type=float, default=0.0, help="add COSTA's masked-language-modelling term "
+                   "with this weight (a fresh MLM head, dropped afterwards)")
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("hyde", help="HyDE: generate hypothetical documents per query (cached), average their "

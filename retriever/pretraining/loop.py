@@ -47,9 +47,19 @@ class PretrainTrainer:
         saved_len = module.max_seq_length
         module.max_seq_length = cfg.max_seq_length
         loss_fn = GroupwiseSpanLoss(SpanLossConfig(cfg.temperature))
-        opt, sched = make_optimizer(self.model, cfg.lr, cfg.weight_decay, self.total_steps, cfg.warmup)
-        state = resume(self.out, self.fingerprint, module, opt, sched)
-        encode = embedding_fn(self.model)
+        mlm, head, saved = None, None, module
+        if cfg.mlm_weight > 0:
+            from retriever.pretraining.mlm import MaskedLM
+
+            mlm = MaskedLM(module, cfg.mlm_probability, cfg.seed)
+            head = mlm.head
+            if self.world_size > 1:
+                head = torch.nn.parallel.DistributedDataParallel(head)
+            saved = torch.nn.ModuleDict({"encoder": module, "mlm_head": mlm.head})  # the head resumes too
+        trained = self.model if head is None else torch.nn.ModuleList([self.model, head])
+        opt, sched = make_optimizer(trained, cfg.lr, cfg.weight_decay, self.total_steps, cfg.warmup)
+        state = resume(self.out, self.fingerprint, saved, opt, sched)
+        encode = by_length(embedding_fn(self.model))
         started = time.perf_counter() - state.seconds
         self.model.train()
         while state.step < self.total_steps:
@@ -60,14 +70,34 @@ class PretrainTrainer:
             anchors, views, owner = make_views([self.texts[i] for i in batch], cfg, rng)
             anchor_vectors = encode(anchors)
             loss = loss_fn(anchor_vectors, encode(views), torch.as_tensor(owner, device=anchor_vectors.device))
+            extra = {"views": len(views)}
+            if mlm is not None:
+                generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state.step)
+                mlm_loss = mlm.loss(self.model, [self.texts[i] for i in batch], generator)
+                extra["contrastive"], extra["mlm"] = round(float(loss.detach()), 6), round(float(mlm_loss.detach()), 6)
+                loss = loss + cfg.mlm_weight * mlm_loss
             loss.backward()
-            entry = take_step(opt, sched, state, started, epoch, loss, views=len(views))
+            entry = take_step(opt, sched, state, started, epoch, loss, **extra)
             if self.report is not None:
                 self.report(entry)
             if self.rank == 0 and (state.step % cfg.checkpoint_every == 0 or state.step == self.total_steps):
-                checkpoint(self.out, self.fingerprint, module, opt, sched, state)
+                checkpoint(self.out, self.fingerprint, saved, opt, sched, state)
             if self.crash_at is not None and state.step >= self.crash_at:
                 os.kill(os.getpid(), 9)
         self.model.eval()
         module.max_seq_length = saved_len
         return state
+
+
+def by_length(encode: Callable, chunk: int = 32) -> Callable:
+    """``encode`` over texts sorted by length in chunks of ``chunk``, put back in order: spans from one word to a
+    paragraph padded to the longest in one batch would cost every span the paragraph's length."""
+    import torch
+
+    def run(texts: Sequence[str]):
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        parts = [encode([texts[i] for i in order[s:s + chunk]]) for s in range(0, len(order), chunk)]
+        out = torch.cat(parts)
+        return out[torch.as_tensor(np.argsort(order))]
+
+    return run

@@ -33,6 +33,8 @@ class PretrainConfig:
     max_seq_length: int = 128
     spans: SpanConfig = field(default_factory=SpanConfig)
     ict_keep_probability: float = 0.1
+    mlm_weight: float = 0.0  # > 0 adds COSTA's masked-language-modelling term on the batch's documents
+    mlm_probability: float = 0.15
     max_steps: int | None = None
     checkpoint_every: int = 25
     seed: int = 0
@@ -45,6 +47,9 @@ class PretrainConfig:
                               "negatives).")
         if self.max_seq_length < 8 or self.lr <= 0:
             raise ConfigError("pretraining max_seq_length must be >= 8 and lr > 0.")
+        if self.mlm_weight < 0 or not 0 < self.mlm_probability < 1:
+            raise ConfigError(f"pretraining mlm_weight must be >= 0 and 0 < mlm_probability < 1, got "
+                              f"{self.mlm_weight} and {self.mlm_probability}.")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -3,6 +3,7 @@ sentence-transformers folder; a killed span-prediction run resumes to the weight
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,13 +17,16 @@ from retriever.pretraining import PretrainConfig
 from tests.pipelines.test_train import ROOT, _weights
 
 
-def _job(data, model, out, task="span") -> PretrainJob:
-    cfg = PretrainConfig(task=task, batch_size=4, lr=1e-3, max_seq_length=48, max_steps=4, checkpoint_every=2)
+def _job(data, model, out, task="span", mlm_weight=0.0) -> PretrainJob:
+    cfg = PretrainConfig(task=task, batch_size=4, lr=1e-3, max_seq_length=48, max_steps=4, checkpoint_every=2,
+                         mlm_weight=mlm_weight)
     return PretrainJob(str(data), str(out), str(model), cfg, max_texts=16, engine="local")
 
 
-def test_killed_pretraining_resumes(scifact_slice, tiny_model, tmp_path):
-    job = _job(scifact_slice, tiny_model, tmp_path / "killed")
+@pytest.mark.parametrize("mlm_weight", [0.0, 1.0])
+def test_killed_pretraining_resumes(scifact_slice, tiny_model, tmp_path, mlm_weight):
+    """With the MLM term the fresh head is checkpointed and resumed too (else the resumed weights would differ)."""
+    job = _job(scifact_slice, tiny_model, tmp_path / "killed", mlm_weight=mlm_weight)
     code = (f"from pipelines.pretrain import PretrainJob, run_pretraining\n"
             f"from retriever.pretraining import PretrainConfig, SpanConfig, Granularity\n"
             f"job = {job!r}\nrun_pretraining(job, crash_at=3)\n")
@@ -31,11 +35,14 @@ def test_killed_pretraining_resumes(scifact_slice, tiny_model, tmp_path):
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert not (tmp_path / "killed" / "model").exists()
     resumed = run_pretraining(job)
-    unbroken = run_pretraining(_job(scifact_slice, tiny_model, tmp_path / "unbroken"))
+    unbroken = run_pretraining(_job(scifact_slice, tiny_model, tmp_path / "unbroken", mlm_weight=mlm_weight))
     assert resumed["steps"] == unbroken["steps"] == 4 and resumed["labels_used"].startswith("none")
     a, b = _weights(tmp_path / "killed" / "model"), _weights(tmp_path / "unbroken" / "model")
     assert all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert run_pretraining(job)["skipped"]
+    if mlm_weight:
+        logged = json.loads((tmp_path / "killed" / "loss.json").read_text())["losses"]
+        assert len(logged) == 4 and all(e["mlm"] > 0 and e["contrastive"] > 0 for e in logged)
 
 
 @pytest.mark.parametrize("task", ["dropout", "ict"])

@@ -83,3 +83,48 @@ def test_bad_pretraining_configs():
         Granularity("phrase", 10, 4)
     with pytest.raises(ConfigError, match="task must be"):
         PretrainConfig(task="mlm")
+    with pytest.raises(ConfigError, match="mlm_probability"):
+        PretrainConfig(mlm_weight=1.0, mlm_probability=1.5)
+
+
+def test_mask_tokens_picks_only_real_tokens_and_labels_them():
+    from retriever.pretraining.mlm import mask_tokens
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 1000, (64, 40))
+    ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP]
+    attention = torch.ones_like(ids)
+    attention[:, 30:] = 0  # padding
+    masked, labels = mask_tokens(ids, attention, [0, 101, 102], 103, 1000, 0.15, g)
+    picked = labels != -100
+    assert not picked[:, 0].any() and not picked[:, 30:].any()
+    assert torch.equal(labels[picked], ids[picked])
+    assert torch.equal(masked[~picked], ids[~picked])
+    rate = picked[:, 1:30].float().mean().item()
+    assert 0.12 < rate < 0.18
+    as_mask = (masked[picked] == 103).float().mean().item()
+    assert 0.7 < as_mask < 0.9  # the rest: a random token or the original
+
+
+def test_mlm_term_trains_the_head_and_the_encoder(tiny_model):
+    from sentence_transformers import SentenceTransformer
+
+    from retriever.pretraining.mlm import MaskedLM
+    from retriever.training.optim import make_optimizer
+
+    torch.manual_seed(0)
+    model = SentenceTransformer(str(tiny_model), device="cpu")
+    mlm = MaskedLM(model, 0.3)
+    texts = ["vitamin d deficiency is common in winter", "malaria is spread by mosquitoes"] * 4
+    both = torch.nn.ModuleList([model, mlm.head])
+    opt, sched = make_optimizer(both, 1e-2, 0.0, 30, 0.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = []
+    for step in range(30):
+        loss = mlm.loss(model, texts, torch.Generator().manual_seed(step))
+        loss.backward()
+        opt.step(), sched.step(), opt.zero_grad()
+        losses.append(float(loss.detach()))
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert "word_embeddings" not in " ".join(n for n, _ in mlm.head.named_parameters())
