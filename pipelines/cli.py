@@ -47,17 +47,18 @@ def _add_encoder(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="stored vector type")
 
 
-def _add_loop(p: argparse.ArgumentParser, epochs: int) -> None:
-    """Options of the training loops (fine-tuning and pretraining)."""
+def _add_loop(p: argparse.ArgumentParser, defaults) -> None:
+    """Options of the training loops (fine-tuning and pretraining), defaulting to ``defaults`` (the loop's config
+    class), so the CLI trains with the same recipe as the Python API."""
     p.add_argument("--engine", choices=("ray", "local"), default="ray", help="ray: Ray Train's TorchTrainer")
-    p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-5)
-    p.add_argument("--temperature", type=float, default=0.05)
-    p.add_argument("--max-seq-length", type=int, default=128, help="token limit while training")
-    p.add_argument("--checkpoint-every", type=int, default=25)
+    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--temperature", type=float, default=defaults.temperature)
+    p.add_argument("--max-seq-length", type=int, default=defaults.max_seq_length, help="token limit while training")
+    p.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
     p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=defaults.seed)
 
 
 def _encoder_config(a):
@@ -212,7 +213,8 @@ def cmd_train(a) -> tuple[int, dict]:
     from retriever.training import TrainConfig
 
     cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, loss=a.loss, temperature=a.temperature,
-                      tau_plus=a.tau_plus, symmetric=a.symmetric, negatives=a.negatives, tower=a.tower,
+                      tau_plus=a.tau_plus, symmetric=a.symmetric, tower=a.tower,
+                      negatives=a.negatives if a.negatives is not None else (TrainConfig.negatives if a.pairs else 0),
                       max_seq_length=a.max_seq_length or None, grad_cache_chunk=a.grad_cache_chunk,
                       checkpoint_every=a.checkpoint_every, max_steps=a.max_steps, seed=a.seed)
     job = TrainJob(a.dataset, a.output, a.model, a.split, tuple(a.pairs), a.held_out, config=cfg, engine=a.engine,
@@ -395,13 +397,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", nargs="*", default=[], help="mined Parquet tables (`densepipe mine`); none: "
                    "in-batch negatives from the qrels only")
     p.add_argument("--output", required=True, help="folder: model/, loss.json, loss.png, checkpoint/")
-    _add_loop(p, epochs=2)
+    from retriever.training import TrainConfig
+
+    _add_loop(p, TrainConfig)
     p.add_argument("--loss", choices=("infonce", "debiased"), default="infonce")
     p.add_argument("--tau-plus", type=float, default=0.1, help="class prior of the debiased loss")
     p.add_argument("--symmetric", action="store_true", help="add the document-to-query InfoNCE term")
-    p.add_argument("--negatives", type=int, default=1, help="mined negatives per query per step (0: in-batch)")
-    p.add_argument("--tower", choices=("both", "query"), default="both",
-                   help="both: one shared encoder; query: documents keep the base model's vectors")
+    p.add_argument("--negatives", type=int, default=None, help="mined negatives per query per step (0: in-batch "
+                   f"only); default {TrainConfig.negatives} with --pairs, 0 without")
+    p.add_argument("--tower", choices=("both", "query"), default=TrainConfig.tower,
+                   help="query: documents keep the base model's vectors (no re-encoding); both: one shared encoder")
     p.add_argument("--grad-cache-chunk", type=int, default=None, help="gradient cache: embed in chunks of N")
     p.add_argument("--held-out", type=float, default=0.1, help="fraction of queries evaluated during training")
     p.set_defaults(func=cmd_train)
@@ -414,7 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=("span", "dropout", "ict"), default="span")
     p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
     p.add_argument("--output", required=True)
-    _add_loop(p, epochs=1)
+    from retriever.pretraining import PretrainConfig
+
+    _add_loop(p, PretrainConfig)
     p.add_argument("--max-texts", type=int, default=None, help="a seeded sample of the corpus")
     p.add_argument("--mlm-weight", type=float, default=0.0, help="add COSTA's masked-language-modelling term "
                    "with this weight (a fresh MLM head, dropped afterwards)")

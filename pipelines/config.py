@@ -8,6 +8,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from retriever.training.contrastive import TrainConfig
 from retriever.types import ConfigError
 
 
@@ -59,18 +60,18 @@ class MineSection:
 class TrainSection:
     """Fine-tuning with the mined tables (or in-batch negatives from the [mine] split's qrels without [mine])."""
     split: str = "train"
-    tower: str = "query"
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float = 5e-5
-    negatives: int = 4
-    loss: str = "infonce"
-    temperature: float = 0.05
-    max_seq_length: int | None = 128
+    tower: str = TrainConfig.tower  # the loop's defaults: one recipe for the API, the CLI and configs
+    epochs: int = TrainConfig.epochs
+    batch_size: int = TrainConfig.batch_size
+    lr: float = TrainConfig.lr
+    negatives: int = TrainConfig.negatives
+    loss: str = TrainConfig.loss
+    temperature: float = TrainConfig.temperature
+    max_seq_length: int | None = TrainConfig.max_seq_length
     held_out: float = 0.1
     engine: str = "ray"
     num_workers: int = 1
-    seed: int = 0
+    seed: int = TrainConfig.seed
 
 
 @dataclass(frozen=True)
@@ -172,8 +173,6 @@ def parse_config(data: dict, source: str = "config") -> PipelineConfig:
         if "dense" in sections["mine"].retrievers and "encode" not in sections:
             raise ConfigError(f"{source}: [mine] with the dense retriever needs stage [encode].")
     if "train" in sections:
-        from retriever.training import TrainConfig
-
         t = sections["train"]
         TrainConfig(**_train_kwargs(t))  # its own checks, now, before anything runs
         if "mine" not in sections and t.negatives:

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _job(toy_beir, tiny_model, out, **cfg) -> TrainJob:
-    config = TrainConfig(**{"epochs": 2, "batch_size": 4, "lr": 1e-3, "negatives": 0, "checkpoint_every": 2,
+    config = TrainConfig(**{"tower": "both", "epochs": 2, "batch_size": 4, "lr": 1e-3, "negatives": 0, "checkpoint_every": 2,
                             "max_seq_length": 32, **cfg})
     return TrainJob(str(toy_beir), str(out), str(tiny_model), "train", held_out=0.2, eval_docs=10,
                     config=config, engine="local")
@@ -105,3 +105,19 @@ def test_training_on_ray_train(toy_beir, tiny_model, tmp_path, capsys, monkeypat
     out = run_cli(capsys, "train", "--dataset", str(toy_beir), "--model", str(tiny_model), "--output",
                   "ray-out", "--negatives", "0", "--epochs", "1", "--batch-size", "4", "--lr", "1e-3")
     assert out["steps"] == 4 and (tmp_path / "ray-out" / "model" / "densepipe_training.json").is_file()
+
+
+def test_cli_trains_with_the_api_recipe():
+    """`densepipe train` and `densepipe pretrain` default to their config classes' values (the measured recipe),
+    and --negatives defaults to in-batch only when no mined pairs are given."""
+    from pipelines.cli import build_parser
+    from retriever.pretraining import PretrainConfig
+
+    ap = build_parser()
+    a = ap.parse_args(["train", "--dataset", "d", "--output", "o"])
+    recipe = TrainConfig()
+    assert (a.tower, a.epochs, a.lr, a.batch_size, a.seed) == (recipe.tower, recipe.epochs, recipe.lr,
+                                                               recipe.batch_size, recipe.seed)
+    assert a.negatives is None and recipe.tower == "query" and recipe.negatives == 8
+    p = ap.parse_args(["pretrain", "--dataset", "d", "--output", "o"])
+    assert (p.epochs, p.lr, p.temperature) == (PretrainConfig.epochs, PretrainConfig.lr, PretrainConfig.temperature)
