@@ -125,6 +125,8 @@ def write(out_path: Path, a, results: dict) -> None:
 def table(result: dict) -> str:
     base = result["rows"]["base"]
     def seeds(ft: dict) -> str:
+        if len(ft.get("ndcg@10_by_seed", [])) < 2:
+            return "one seed"
         return " / ".join(f"{x:.4f}" for x in ft["ndcg@10_by_seed"]) + f" (mean {ft['ndcg@10_mean']:.4f})"
 
     lines = ["| pretraining | steps | dev zero-shot | test zero-shot (Δ, p) | fine-tuned test, seed 0 (Δ, p) "
