@@ -8,6 +8,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from retriever.pretraining.tasks import PretrainConfig
 from retriever.training.contrastive import TrainConfig
 from retriever.types import ConfigError
 
@@ -20,6 +21,23 @@ class RunSection:
     max_docs: int | None = None
     docs_per_shard: int = 50_000
     ray_address: str | None = None
+
+
+@dataclass(frozen=True)
+class PretrainSection:
+    """Self-supervised pretraining of [encode].model on this corpus's text (no queries, no qrels); every later
+    stage (encode, dense, mine, train) then uses the pretrained model. Defaults: PretrainConfig's."""
+    task: str = PretrainConfig.task
+    epochs: int = PretrainConfig.epochs
+    batch_size: int = PretrainConfig.batch_size
+    lr: float = PretrainConfig.lr
+    temperature: float = PretrainConfig.temperature
+    max_seq_length: int = PretrainConfig.max_seq_length
+    mlm_weight: float = PretrainConfig.mlm_weight
+    max_texts: int | None = None  # a seeded sample of the corpus; None: every document
+    engine: str = "ray"
+    num_workers: int = 1
+    seed: int = PretrainConfig.seed
 
 
 @dataclass(frozen=True)
@@ -93,8 +111,8 @@ class CompressSection:
     memory_budget: str | None = None
 
 
-STAGES = ("bm25", "encode", "dense", "mine", "train", "encode_tuned", "index", "search", "compress")
-_SECTIONS = {"run": RunSection, "bm25": BM25Section, "encode": EncodeSection, "dense": DenseSection,
+STAGES = ("pretrain", "bm25", "encode", "dense", "mine", "train", "encode_tuned", "index", "search", "compress")
+_SECTIONS = {"run": RunSection, "pretrain": PretrainSection, "bm25": BM25Section, "encode": EncodeSection, "dense": DenseSection,
              "mine": MineSection, "train": TrainSection, "index": IndexSection, "search": SearchSection,
              "compress": CompressSection}
 
@@ -102,6 +120,7 @@ _SECTIONS = {"run": RunSection, "bm25": BM25Section, "encode": EncodeSection, "d
 @dataclass(frozen=True)
 class PipelineConfig:
     run: RunSection
+    pretrain: PretrainSection | None = None
     bm25: BM25Section | None = None
     encode: EncodeSection | None = None
     dense: DenseSection | None = None
@@ -162,7 +181,7 @@ def parse_config(data: dict, source: str = "config") -> PipelineConfig:
             raise ConfigError(f"{source}: unknown key(s) {bad} in [{name}]; known keys: {sorted(fields)}.")
         kwargs = {k: _check_type(name, k, v, str(fields[k].type)) for k, v in body.items()}
         sections[name] = cls(**kwargs)
-    for name in ("encode", "mine", "train"):
+    for name in ("pretrain", "encode", "mine", "train"):
         if name in sections and sections[name].engine not in ("ray", "local"):
             raise ConfigError(f"{source}: [{name}].engine must be 'ray' or 'local'.")
     if "mine" in sections:
@@ -182,7 +201,10 @@ def parse_config(data: dict, source: str = "config") -> PipelineConfig:
         if t.split == sections.get("run", RunSection()).split:
             raise ConfigError(f"{source}: [train].split = {t.split!r} is the evaluation split; train on another "
                               "(e.g. 'train').")
-    needs = {"index": "encode", "search": "index", "compress": "encode", "dense": "encode", "train": "encode"}
+    if "pretrain" in sections:
+        pretrain_config(sections["pretrain"])  # its own checks, now, before anything runs
+    needs = {"index": "encode", "search": "index", "compress": "encode", "dense": "encode", "train": "encode",
+             "pretrain": "encode"}
     for stage, required in needs.items():
         if stage in sections and required not in sections:
             raise ConfigError(f"{source}: stage [{stage}] needs stage [{required}].")
@@ -192,6 +214,11 @@ def parse_config(data: dict, source: str = "config") -> PipelineConfig:
 def _train_kwargs(t: TrainSection) -> dict:
     keys = ("tower", "epochs", "batch_size", "lr", "negatives", "loss", "temperature", "max_seq_length", "seed")
     return {k: getattr(t, k) for k in keys}
+
+
+def pretrain_config(p: PretrainSection) -> PretrainConfig:
+    keys = ("task", "epochs", "batch_size", "lr", "temperature", "max_seq_length", "mlm_weight", "seed")
+    return PretrainConfig(**{k: getattr(p, k) for k in keys})
 
 
 def load_config(path: str | Path) -> PipelineConfig:

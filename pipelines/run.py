@@ -55,7 +55,7 @@ class PipelineRun:
                                 prep.dataset.qrels, self.config.run.split)}
         for stage in self.config.stages():
             section = self.config.section_dict(stage)
-            if stage in ("encode", "encode_tuned", "mine"):  # engine and workers change how, not what
+            if stage in ("pretrain", "encode", "encode_tuned", "mine"):  # engine and workers: how, not what
                 section = {k: v for k, v in section.items() if k not in ("engine", "num_workers")}
             keys[stage] = _key(stage, section, [keys[u] for u in self.upstream(stage)])
         return keys
@@ -65,7 +65,8 @@ class PipelineRun:
         stages = self.config.stages()
         final_vectors = "encode_tuned" if "encode_tuned" in stages else "encode"
         tuned = ["train"] if "train" in stages else []
-        return {"bm25": ["prepare"], "encode": ["prepare"], "dense": ["encode"],
+        pretrained = ["pretrain"] if "pretrain" in stages else []
+        return {"pretrain": ["prepare"], "bm25": ["prepare"], "encode": ["prepare", *pretrained], "dense": ["encode"],
                 "mine": ["prepare"] + (["encode"] if self.config.mine and "dense" in self.config.mine.retrievers
                                        else []),
                 "train": ["prepare", "encode"] + (["mine"] if "mine" in stages else []),
@@ -129,11 +130,29 @@ class PipelineRun:
                        remove_query=True, max_docs=r.max_docs)
         return {"run_file": res["run"], "metrics": res["metrics"]}
 
+    def _stage_pretrain(self) -> dict:
+        from pipelines.config import pretrain_config
+        from pipelines.pretrain import PretrainJob, run_pretraining
+
+        c, r = self.config.pretrain, self.config.run
+        job = PretrainJob(r.dataset, str(self.dir / "pretrain"), self.config.encode.model, pretrain_config(c),
+                          c.max_texts, c.engine, c.num_workers, r.ray_address, r.docs_per_shard, r.max_docs)
+        info = run_pretraining(job)
+        return {"model": info["model"], "loss_png": str(self.dir / "pretrain" / "loss.png"), "task": c.task,
+                "texts": info["texts"], "steps": info["steps"], "train_seconds": info["train_seconds"],
+                "final_loss": info["final_loss"]}
+
+    def _base_model(self) -> str:
+        """The model every stage after pretraining starts from: the pretrained one when [pretrain] is set."""
+        if self.config.pretrain is not None:
+            return str(self.dir / "pretrain" / "model")
+        return self.config.encode.model
+
     def _encoder(self):
         from retriever.encoders import EncoderConfig
 
         c = self.config.encode
-        return EncoderConfig(model=c.model, batch_size=c.batch_size, max_seq_length=c.max_seq_length)
+        return EncoderConfig(model=self._base_model(), batch_size=c.batch_size, max_seq_length=c.max_seq_length)
 
     def _encode_into(self, folder: Path, encoder) -> dict:
         from pipelines.encode import EncodeConfig, encode_corpus
@@ -172,7 +191,7 @@ class PipelineRun:
         run = drop_self_hits(flat_searcher(self._embeddings(), self._encoder()).search(prep.dataset.queries,
                                                                                       self.config.dense.k))
         write_run(run, self.dir / "dense-base.trec")
-        return {"run_file": str(self.dir / "dense-base.trec"), "model": self.config.encode.model,
+        return {"run_file": str(self.dir / "dense-base.trec"), "model": self._base_model(),
                 "metrics": evaluate(prep.dataset.qrels, run, DEFAULT_METRICS).to_dict()}
 
     def _stage_mine(self) -> dict:
@@ -201,7 +220,7 @@ class PipelineRun:
         pairs = ()
         if self.config.mine is not None:
             pairs = tuple(str(self.dir / "mine" / f"{x}.parquet") for x in self.config.mine.retrievers)
-        job = TrainJob(r.dataset, str(self.dir / "train"), self.config.encode.model, c.split, pairs, c.held_out,
+        job = TrainJob(r.dataset, str(self.dir / "train"), self._base_model(), c.split, pairs, c.held_out,
                        config=TrainConfig(**_train_kwargs(c)), engine=c.engine, num_workers=c.num_workers,
                        ray_address=r.ray_address, docs_per_shard=r.docs_per_shard, max_docs=r.max_docs,
                        embeddings=str(self._embeddings()), doc_encoder=self._encoder())
@@ -258,6 +277,9 @@ class PipelineRun:
 
         dataset = Path(r.dataset).name
         base = self.config.encode.model if self.config.encode else None
+        pretrained = self.config.pretrain is not None
+        if pretrained:
+            base = f"{base} + {self.config.pretrain.task} pretraining"
         lines = [f"# densepipe run: {r.dataset} ({r.split})", "", "## Metrics", "",
                  "| system | nDCG@10 | published nDCG@10 | MRR@10 | Recall@100 |", "|---|---|---|---|---|"]
 
@@ -268,19 +290,25 @@ class PipelineRun:
         if "bm25" in results:
             row("BM25 flat (Pyserini)", results["bm25"]["metrics"], reference(dataset, "bm25"))
         if "dense" in results:
-            row(f"{base} · exact", results["dense"]["metrics"], reference(dataset, base))
+            row(f"{base} · exact", results["dense"]["metrics"], None if pretrained else reference(dataset, base))
         if "search" in results:
             tuned = "train" in results
             name = f"{base} fine-tuned" if tuned else base
             compare = reference(dataset, "BAAI/bge-small-en-v1.5")
             row(f"{name} · {results['search']['factory']}", results["search"]["metrics"],
                 (f"{compare} (bge-small-en-v1.5, for comparison)" if compare else None) if tuned
-                else reference(dataset, base))
+                else None if pretrained else reference(dataset, base))
         if "compress" in results:
             for c in results["compress"]["rows"]:
                 if c["name"].startswith(("pq", "opq", "ivf")):
                     lines.append(f"| {'fine-tuned ' if 'train' in results else ''}{base} · {c['name']} "
                                  f"({c['index_bytes'] / 1e6:.2f} MB) | {c['ndcg@10']:.4f} | – | | |")
+        if "pretrain" in results:
+            p = results["pretrain"]
+            lines += ["", "## Pretraining", "",
+                      f"{p['task']} pretraining of {self.config.encode.model} on {p['texts']} corpus texts (no "
+                      f"queries, no qrels): {p['steps']} steps in {p['train_seconds']} s; final loss "
+                      f"{p['final_loss']}.", "", "![pretraining loss](pretrain/loss.png)"]
         if "train" in results:
             t = results["train"]
             lines += ["", "## Fine-tuning", "",

@@ -104,3 +104,28 @@ def test_bad_training_configs_are_rejected(data, needle):
     with pytest.raises(ConfigError) as e:
         parse_config(data, "cfg.toml")
     assert needle in str(e.value)
+
+
+def test_run_with_pretraining(scifact_slice, tiny_model, tmp_path, capsys):
+    """[pretrain] runs first on the corpus text; encode and the dense baseline then use the pretrained model,
+    and a changed pretraining setting redoes every stage that reads it."""
+    out = tmp_path / "run"
+    base = (f'[run]\ndataset = "{scifact_slice}"\noutput = "{out}"\n[encode]\nmodel = "{tiny_model}"\n'
+            'engine = "local"\n[dense]\nk = 10\n[index]\nfactory = "Flat"\n[search]\nk = 10\n'
+            '[pretrain]\ntask = "span"\nbatch_size = 4\nmax_seq_length = 32\nmax_texts = 16\nengine = "local"\n')
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(base + "lr = 1e-3\n")
+    first = run_cli(capsys, "run", str(cfg))
+    assert list(first["stages"]) == ["prepare", "pretrain", "encode", "dense", "index", "search"]
+    dense = (out / "stages" / "dense.json").read_text()
+    assert str(out / "pretrain" / "model") in dense
+    report = (out / "report.md").read_text()
+    assert "## Pretraining" in report and "+ span pretraining · exact" in report
+    cfg.write_text(base + "lr = 5e-4\n")
+    changed = run_cli(capsys, "run", str(cfg))
+    assert {k for k, s in changed["stages"].items() if not s["skipped"]} == {"pretrain", "encode", "dense", "index",
+                                                                           "search"}
+    with pytest.raises(ConfigError, match="needs stage \\[encode\\]"):
+        parse_config({"pretrain": {}}, "cfg.toml")
+    with pytest.raises(ConfigError, match="task must be"):
+        parse_config({"encode": {}, "pretrain": {"task": "mlm"}}, "cfg.toml")
