@@ -102,7 +102,8 @@ def main() -> None:
     result = {"command": f"python benchmarks/hyde.py --queries {a.queries} --backend {a.backend} --generator "
                          f"{a.generator} --ns {a.ns} --templates {a.templates} --time-transformers {a.time_transformers}",
               "dataset": "scifact", "split": "test", "queries": len(qids), "encoder": "all-MiniLM-L6-v2",
-              "generator": (describe_generator(a.generator, a.max_new_tokens, backend=a.backend) or (a.generator,))[0],
+              "generator": (describe_generator(a.generator, a.max_new_tokens, backend=a.backend)
+                            or (a.generator,))[0],
               "backend": a.backend,
               "max_new_tokens": a.max_new_tokens, "temperature": 0.7, "rows": rows,
               "generation_timing": timings, "transformers_backend_timing": hf,

@@ -112,8 +112,8 @@ class CompressSection:
 
 
 STAGES = ("pretrain", "bm25", "encode", "dense", "mine", "train", "encode_tuned", "index", "search", "compress")
-_SECTIONS = {"run": RunSection, "pretrain": PretrainSection, "bm25": BM25Section, "encode": EncodeSection, "dense": DenseSection,
-             "mine": MineSection, "train": TrainSection, "index": IndexSection, "search": SearchSection,
+_SECTIONS = {"run": RunSection, "pretrain": PretrainSection, "bm25": BM25Section, "encode": EncodeSection,
+             "dense": DenseSection, "mine": MineSection, "train": TrainSection, "index": IndexSection, "search": SearchSection,
              "compress": CompressSection}
 
 

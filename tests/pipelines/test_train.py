@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _job(toy_beir, tiny_model, out, **cfg) -> TrainJob:
-    config = TrainConfig(**{"tower": "both", "epochs": 2, "batch_size": 4, "lr": 1e-3, "negatives": 0, "checkpoint_every": 2,
-                            "max_seq_length": 32, **cfg})
+    config = TrainConfig(**{"tower": "both", "epochs": 2, "batch_size": 4, "lr": 1e-3, "negatives": 0,
+                            "checkpoint_every": 2, "max_seq_length": 32, **cfg})
     return TrainJob(str(toy_beir), str(out), str(tiny_model), "train", held_out=0.2, eval_docs=10,
                     config=config, engine="local")
 
