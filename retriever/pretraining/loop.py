@@ -53,8 +53,8 @@ class PretrainTrainer:
 
             mlm = MaskedLM(module, cfg.mlm_probability, cfg.seed)
             head = mlm.head
-            if self.world_size > 1:
-                head = torch.nn.parallel.DistributedDataParallel(head)
+            if self.world_size > 1:  # the head's gradients are averaged across workers like the encoder's
+                head = mlm.apply_head = torch.nn.parallel.DistributedDataParallel(head)
             saved = torch.nn.ModuleDict({"encoder": module, "mlm_head": mlm.head})  # the head resumes too
         trained = self.model if head is None else torch.nn.ModuleList([self.model, head])
         opt, sched = make_optimizer(trained, cfg.lr, cfg.weight_decay, self.total_steps, cfg.warmup)

@@ -56,6 +56,7 @@ class MaskedLM:
         with torch.random.fork_rng(devices=[]):  # the fresh head's weights depend on the seed alone
             torch.manual_seed(seed)
             self.head = MLMHead(embeddings).to(embeddings.weight.device)
+        self.apply_head = self.head  # what the loss calls: the head, or its DistributedDataParallel wrapper
         self.vocab = embeddings.weight.shape[0]
 
     def loss(self, model, texts: list[str], generator: torch.Generator) -> torch.Tensor:
@@ -71,4 +72,4 @@ class MaskedLM:
         picked = labels != -100
         if not picked.any():
             return tokens.sum() * 0.0
-        return F.cross_entropy(self.head(tokens[picked]), labels[picked])
+        return F.cross_entropy(self.apply_head(tokens[picked]), labels[picked])
