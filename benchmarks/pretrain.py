@@ -107,8 +107,7 @@ def main() -> None:
                 "delta_mean_over_seeds": round(ft["ndcg@10_mean"] - base_ft["ndcg@10_mean"], 5)},
             "row_seconds": round(time.perf_counter() - t0, 1)}
         print(name, json.dumps(results[name]), flush=True)
-        write(out_path, a, results)
-    write(out_path, a, results)
+        write(out_path, a, results)  # after every row: a long run keeps what it finished
     print(table(json.loads(out_path.read_text())))
 
 

@@ -193,7 +193,7 @@ def parse_config(data: dict, source: str = "config") -> PipelineConfig:
             raise ConfigError(f"{source}: [mine] with the dense retriever needs stage [encode].")
     if "train" in sections:
         t = sections["train"]
-        TrainConfig(**_train_kwargs(t))  # its own checks, now, before anything runs
+        loop_config(TrainConfig, t)  # its own checks, now, before anything runs
         if "mine" not in sections and t.negatives:
             raise ConfigError(f"{source}: [train].negatives = {t.negatives} needs stage [mine] (or negatives = 0).")
         if "mine" in sections and sections["mine"].split != t.split:
@@ -202,7 +202,7 @@ def parse_config(data: dict, source: str = "config") -> PipelineConfig:
             raise ConfigError(f"{source}: [train].split = {t.split!r} is the evaluation split; train on another "
                               "(e.g. 'train').")
     if "pretrain" in sections:
-        pretrain_config(sections["pretrain"])  # its own checks, now, before anything runs
+        loop_config(PretrainConfig, sections["pretrain"])  # its own checks, now, before anything runs
     needs = {"index": "encode", "search": "index", "compress": "encode", "dense": "encode", "train": "encode",
              "pretrain": "encode"}
     for stage, required in needs.items():
@@ -211,14 +211,11 @@ def parse_config(data: dict, source: str = "config") -> PipelineConfig:
     return PipelineConfig(run=sections.get("run", RunSection()), **{k: v for k, v in sections.items() if k != "run"})
 
 
-def _train_kwargs(t: TrainSection) -> dict:
-    keys = ("tower", "epochs", "batch_size", "lr", "negatives", "loss", "temperature", "max_seq_length", "seed")
-    return {k: getattr(t, k) for k in keys}
-
-
-def pretrain_config(p: PretrainSection) -> PretrainConfig:
-    keys = ("task", "epochs", "batch_size", "lr", "temperature", "max_seq_length", "mlm_weight", "seed")
-    return PretrainConfig(**{k: getattr(p, k) for k in keys})
+def loop_config(cls, section):
+    """The training-loop config (``TrainConfig`` or ``PretrainConfig``) that a stage section describes: every key
+    the two share, so a key added to both needs no list kept in step."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in dataclasses.asdict(section).items() if k in names})
 
 
 def load_config(path: str | Path) -> PipelineConfig:

@@ -131,12 +131,13 @@ class PipelineRun:
         return {"run_file": res["run"], "metrics": res["metrics"]}
 
     def _stage_pretrain(self) -> dict:
-        from pipelines.config import pretrain_config
+        from pipelines.config import loop_config
         from pipelines.pretrain import PretrainJob, run_pretraining
+        from retriever.pretraining import PretrainConfig
 
         c, r = self.config.pretrain, self.config.run
-        job = PretrainJob(r.dataset, str(self.dir / "pretrain"), self.config.encode.model, pretrain_config(c),
-                          c.max_texts, c.engine, c.num_workers, r.ray_address, r.docs_per_shard, r.max_docs)
+        job = PretrainJob(r.dataset, str(self.dir / "pretrain"), self.config.encode.model,
+                          loop_config(PretrainConfig, c), c.max_texts, c.engine, c.num_workers, r.ray_address, r.docs_per_shard, r.max_docs)
         info = run_pretraining(job)
         return {"model": info["model"], "loss_png": str(self.dir / "pretrain" / "loss.png"), "task": c.task,
                 "texts": info["texts"], "steps": info["steps"], "train_seconds": info["train_seconds"],
@@ -212,7 +213,7 @@ class PipelineRun:
                 "reports": {k: v["report"] for k, v in tables.items()}}
 
     def _stage_train(self) -> dict:
-        from pipelines.config import _train_kwargs
+        from pipelines.config import loop_config
         from pipelines.train import TrainJob, run_training
         from retriever.training import TrainConfig
 
@@ -221,7 +222,7 @@ class PipelineRun:
         if self.config.mine is not None:
             pairs = tuple(str(self.dir / "mine" / f"{x}.parquet") for x in self.config.mine.retrievers)
         job = TrainJob(r.dataset, str(self.dir / "train"), self._base_model(), c.split, pairs, c.held_out,
-                       config=TrainConfig(**_train_kwargs(c)), engine=c.engine, num_workers=c.num_workers,
+                       config=loop_config(TrainConfig, c), engine=c.engine, num_workers=c.num_workers,
                        ray_address=r.ray_address, docs_per_shard=r.docs_per_shard, max_docs=r.max_docs,
                        embeddings=str(self._embeddings()), doc_encoder=self._encoder())
         info = run_training(job)

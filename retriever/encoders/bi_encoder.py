@@ -43,10 +43,12 @@ def model_hash(folder: str) -> str:
     root = Path(folder)
     if not root.is_dir():
         return hashlib.sha256(folder.encode()).hexdigest()[:16]
-    files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
-    files = [r for r in files if ".cache" not in r.parts]
-    stats = tuple((str(r), (root / r).stat().st_size, (root / r).stat().st_mtime_ns) for r in files)
-    return _content_hash(str(root), stats)
+    stats = []
+    for rel in sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file()):
+        if ".cache" not in rel.parts:
+            st = (root / rel).stat()
+            stats.append((str(rel), st.st_size, st.st_mtime_ns))
+    return _content_hash(str(root), tuple(stats))
 
 
 @lru_cache(maxsize=16)
