@@ -8,7 +8,7 @@ export DRP_WORK_DIR ?= $(abspath .densepipe)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup run test test-all clean
+.PHONY: setup setup-llama run test test-all clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed
+
+# Opt-in: the quantized llama.cpp runtime for `densepipe hyde --backend llama.cpp` (about 9 minutes to compile).
+# Built for a portable x86-64 baseline, never for this CPU's own extensions: a build that uses AMX dies with SIGILL
+# on virtual machines whose CPU advertises AMX without letting programs use it.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DGGML_AVX512=OFF
+setup-llama: $(VENV)/.installed
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q --no-binary llama-cpp-python --no-cache-dir \
+		"llama-cpp-python>=0.3"
 
 run: $(VENV)/.installed
 	$(VENV)/bin/densepipe run configs/scifact.toml

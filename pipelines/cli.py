@@ -486,6 +486,10 @@ def main(argv: list[str] | None = None) -> int:
     except DensepipeError as e:
         print(f"densepipe: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("densepipe: interrupted; finished shards and checkpoints are kept: rerun the same command to go on "
+              "from there.", file=sys.stderr)
+        return 130
     print(json.dumps(result, indent=2))
     return code
 

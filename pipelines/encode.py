@@ -1,11 +1,15 @@
 """Encode stage: corpus Parquet shards -> embedding shards, on Ray Data or in-process.
 
 The work itself is ``EncodeBatch``, a plain callable class (model loaded once in ``__init__``, one batch mapped
-in ``__call__``), so it runs and is tested without Ray; ``encode_corpus`` hands it to ``map_batches`` with an
-``ActorPoolStrategy`` (one actor per worker, each loading the model once). Shards are the unit of resumption:
-finished shards (their manifest matches model, data and settings) are skipped, and the driver writes a shard
-atomically once all its rows are back, reordered to the corpus order, so the output never depends on Ray's
-scheduling and a retried batch cannot duplicate a row.
+in ``__call__``), so it runs and is tested without Ray. On Ray, ``num_workers`` actors (each asking for
+``cpus_per_worker`` CPUs, default 1, and a GPU when the cluster has them; checked against the nodes first) load
+the model once and encode row ranges ("chunks") of the corpus shards, which they read themselves by URI: from
+the run's storage (``storage``: a local folder or an object-store URI) or, without one, from this machine's disk
+(one machine, or a shared filesystem). Chunks are handed out shard by shard as workers free up, and the driver
+writes each shard atomically the moment its last chunk is back, so Ctrl-C or a killed driver keeps every finished
+shard and a rerun encodes only the rest. Shards are the unit of resumption: finished shards (their manifest
+matches model, data and settings) are skipped; output never depends on Ray's scheduling, and a retried chunk
+cannot duplicate a row.
 """
 
 from __future__ import annotations
@@ -36,15 +40,20 @@ class EncodeConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     engine: str = "ray"  # "ray" (Ray Data actors) or "local" (this process)
     num_workers: int = 1  # Ray actors; each loads the model once
-    cpus_per_worker: float | None = None  # None: all CPUs split between the workers
-    rows_per_ray_batch: int = 1024  # sorted by length inside (less padding), then cut into encoder batches
+    cpus_per_worker: float | None = None  # what one actor asks Ray for; None: 1 (and its torch threads)
+    gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    rows_per_ray_batch: int = 1024  # a chunk: sorted by length inside (less padding), cut into encoder batches
     ray_address: str | None = None
+    storage: str | None = None  # where workers read the corpus shards; None: this machine's disk
+    stall_timeout: float = 600.0  # seconds without a finished chunk before the stage fails
 
     def __post_init__(self) -> None:
         if self.engine not in ("ray", "local"):
             raise ConfigError(f"encode engine must be 'ray' or 'local', got {self.engine!r}.")
         if self.num_workers < 1:
             raise ConfigError(f"encode num_workers must be >= 1, got {self.num_workers}.")
+        if self.stall_timeout <= 0:
+            raise ConfigError(f"encode stall_timeout must be > 0 seconds, got {self.stall_timeout}.")
 
 
 class EncodeBatch:
@@ -92,14 +101,18 @@ def encode_corpus(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, con
         (out_dir / "manifest.json").unlink(missing_ok=True)  # incomplete until every shard is back
         bar = tqdm(total=todo, desc="encode", unit="doc", disable=not progress)
         runner = _encode_ray if config.engine == "ray" else _encode_local
-        runner(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file)
-        bar.close()
+        try:
+            placement = runner(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file) or {}
+        finally:
+            bar.close()
+    else:
+        placement = {}
     seconds = time.perf_counter() - start
     manifest = {"corpus": str(corpus_dir), "data_hash": cmanifest["data_hash"], "num_docs": cmanifest["num_docs"],
                 "encoder": config.encoder.to_dict(), "shards": [],
                 "last_run": {"docs": todo, "seconds": round(seconds, 3),
                              "docs_per_s": round(todo / seconds, 2) if todo and seconds else None,
-                             "engine": config.engine, "num_workers": config.num_workers},
+                             "engine": config.engine, "num_workers": config.num_workers, **placement},
                 "versions": _versions()}
     for i in range(len(cmanifest["shards"])):
         manifest["shards"].append(read_json(out_dir / f"emb-{i:05d}.json"))
@@ -146,59 +159,85 @@ def _encode_local(corpus_dir, out_dir, config, pending, metas, bar, fail_once_fi
         _write(out_dir, index, ids, np.concatenate(parts), metas[shard["file"]], config.encoder)
 
 
-def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file) -> None:
-    import ray
-    import pyarrow.parquet as pq
+class EncodeChunks:
+    """A Ray actor's body: reads corpus shards by URI (one kept open) and encodes row ranges of them."""
 
-    from pipelines.runtime import cluster_gpus, init_ray
+    def __init__(self, encoder: EncoderConfig, fail_once_file: str | None = None):
+        self.fn = EncodeBatch(encoder, fail_once_file)
+        self._uri, self._table = None, None
+
+    def __call__(self, uri: str, start: int, stop: int) -> dict:
+        from pipelines.runtime import node_id
+        from retriever.data.parquet import read_parquet_uri
+
+        if uri != self._uri:
+            self._uri, self._table = uri, read_parquet_uri(uri, ["id", "title", "text"])
+        rows = self._table.slice(start, stop - start)
+        out = self.fn({k: np.asarray(rows.column(k).to_pylist(), dtype=object) for k in ("id", "title", "text")})
+        return {"id": out["id"].tolist(), "vector": out["vector"], "node": node_id()}
+
+
+def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file) -> dict:
+    import ray
+
+    from pipelines.runtime import ClusterError, check_fits, init_ray, open_storage, worker_request
 
     init_ray(config.ray_address)
-    gpus = cluster_gpus()
-    total_cpus = float(ray.cluster_resources().get("CPU", 1))
-    # torch threads per actor: the machine's cores shared between the workers. The logical CPUs each actor asks of
-    # Ray stay below that, so Ray's Parquet read tasks can still be scheduled beside the actors.
-    cpus = config.cpus_per_worker or max(1.0, total_cpus / config.num_workers)
-    logical = min(cpus, max(0.25, (total_cpus - 1) / config.num_workers))
-    paths = {str((corpus_dir / s["file"]).resolve()): (i, s) for i, s in pending}
+    request = worker_request(config.cpus_per_worker, config.gpus_per_worker)
+    check_fits(request, config.num_workers, "encode")
     encoder_cfg = config.encoder
-    if encoder_cfg.threads is None and not gpus:
+    if encoder_cfg.threads is None and not request["GPU"]:
         from dataclasses import replace
 
-        encoder_cfg = replace(encoder_cfg, threads=max(1, int(cpus)))
-    ds = ray.data.read_parquet(list(paths), include_paths=True, columns=["id", "title", "text"])
-    # Ray reads a file as one block, and one block goes to one actor: with fewer files than actors, cut the text
-    # into batch-sized blocks so every actor has work. (With one actor this costs more than it gives: on SciFact
-    # the Ray/plain throughput ratio fell from 0.91 to 0.865, so progress then comes shard by shard.)
-    if len(paths) < config.num_workers:
-        ds = ds.repartition(min(-(-sum(s["count"] for _, s in pending) // config.rows_per_ray_batch), 1024))
-    ds = ds.map_batches(EncodeBatch, fn_constructor_kwargs={"encoder": encoder_cfg, "fail_once_file": fail_once_file},
-                        batch_size=config.rows_per_ray_batch, batch_format="numpy",
-                        compute=ray.data.ActorPoolStrategy(size=config.num_workers),
-                        num_cpus=0 if gpus else logical, num_gpus=1 if gpus else 0, max_restarts=-1,
-                        max_task_retries=-1)
-    got: dict[str, dict[str, np.ndarray]] = {p: {} for p in paths}
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        for did, vec, path in zip(batch["id"], batch["vector"], batch["path"]):
-            path = _match_path(str(path), paths)
-            got[path][str(did)] = vec
-        bar.update(len(batch["id"]))
-        for path in [p for p in got if len(got[p]) == paths[p][1]["count"]]:
-            index, shard = paths[path]
-            order = pq.read_table(path, columns=["id"]).column("id").to_pylist()
-            _write(out_dir, index, order, np.stack([got[path][d] for d in order]), metas[shard["file"]], encoder_cfg)
-            del got[path]
-    if got:
-        missing = {p: paths[p][1]["count"] - len(v) for p, v in got.items()}
-        raise RuntimeError(f"encode: rows missing after the Ray job: {missing}")
+        encoder_cfg = replace(encoder_cfg, threads=max(1, int(request["CPU"])))  # no more threads than its CPUs
+    storage = open_storage(config.storage)
+    if storage is not None:
+        key = f"corpus/{read_manifest(corpus_dir)['data_hash']}-{Path(corpus_dir).name}"
+        storage.publish_dir(corpus_dir, key, stamp=read_manifest(corpus_dir)["data_hash"])
+        uris = {i: storage.uri(f"{key}/{s['file']}") for i, s in pending}
+    else:
+        uris = {i: str((Path(corpus_dir) / s["file"]).resolve()) for i, s in pending}
+    step = config.rows_per_ray_batch
+    chunks = [(i, a, min(a + step, s["count"])) for i, s in pending for a in range(0, s["count"], step)]
+    Actor = ray.remote(num_cpus=request["CPU"], num_gpus=request["GPU"], max_restarts=-1,
+                       max_task_retries=-1)(EncodeChunks)
+    actors = [Actor.remote(encoder_cfg, fail_once_file) for _ in range(min(config.num_workers, len(chunks)))]
+    shards = dict(pending)
+    parts: dict[int, dict[int, dict]] = {i: {} for i, _ in pending}
+    nodes: set[str] = set()
+    inflight: dict = {}
+    todo = list(reversed(chunks))
 
+    def submit(actor) -> None:
+        if todo:
+            chunk = todo.pop()
+            inflight[actor.__call__.remote(uris[chunk[0]], chunk[1], chunk[2])] = (actor, chunk)
 
-def _match_path(path: str, paths: dict) -> str:
-    if path in paths:
-        return path
-    for p in paths:  # Ray may report the path without the leading slash or with a scheme
-        if p.endswith(path.lstrip("/").split("://")[-1]) or path.endswith(p.lstrip("/")):
-            return p
-    raise KeyError(path)
+    try:
+        for actor in actors:  # two chunks each in flight: a worker never waits for the driver
+            submit(actor)
+            submit(actor)
+        while inflight:
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=config.stall_timeout)
+            if not ready:
+                raise ClusterError(f"encode: no chunk finished in {config.stall_timeout:g} s ({len(inflight)} in "
+                                   f"flight, {len(todo)} waiting); the workers may be waiting for resources "
+                                   f"({request} each) — see `ray status`, or raise stall_timeout for slow models.")
+            actor, (index, a, b) = inflight.pop(ready[0])
+            out = ray.get(ready[0])
+            submit(actor)
+            nodes.add(out["node"])
+            parts[index][a] = out
+            bar.update(b - a)
+            if sum(len(p["id"]) for p in parts[index].values()) == shards[index]["count"]:
+                got = [parts[index][k] for k in sorted(parts[index])]
+                _write(out_dir, index, [d for p in got for d in p["id"]], np.concatenate([p["vector"] for p in got]),
+                       metas[shards[index]["file"]], encoder_cfg)
+                del parts[index]
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+    return {"nodes": sorted(nodes), "cpus_per_worker": request["CPU"], "gpus_per_worker": request["GPU"]}
 
 
 def corpus_vectors(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, encoder: EncoderConfig,

@@ -1,7 +1,9 @@
 """The mining stage: hard negatives for a split's judged queries from BM25 or the dense index, with
 false-negative filtering, written as one Parquet table. With ``engine="ray"`` the queries are cut into shards
 and mined by Ray actors, each opening its own searcher (a Lucene index or the cached embedding shards); the
-result does not depend on the sharding (negatives are sampled with a per-query seed)."""
+result does not depend on the sharding (negatives are sampled with a per-query seed). With a ``storage`` root the
+driver publishes what the searchers read there and each actor fetches it into its node's cache, so no actor
+opens a path of the driver's machine."""
 
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ class MineJob:
     num_workers: int = 1
     queries_per_shard: int = 256
     ray_address: str | None = None
+    storage: str | None = None  # a local folder or object-store URI shared with the Ray workers
+    cpus_per_worker: float | None = None  # None: 1 per actor
     docs_per_shard: int = 50_000
     max_docs: int | None = None
     embeddings: str | None = None  # finished corpus embeddings of ``encoder`` (default: the work cache's)
@@ -47,6 +51,10 @@ class MineShard:
     """Mine one shard of queries: load the searcher once (``__init__``), mine a shard per call."""
 
     def __init__(self, job: MineJob, source: str, embeddings_dir: str | None):
+        from pipelines.runtime import fetch_dir
+
+        source = str(fetch_dir(source))  # an object-store URI comes down to this node once
+        embeddings_dir = embeddings_dir and str(fetch_dir(embeddings_dir))
         if job.retriever == "bm25":
             from retriever.sparse import BM25Config, BM25Searcher
 
@@ -60,6 +68,11 @@ class MineShard:
 
     def __call__(self, queries: Queries, qrels: Qrels) -> tuple[list[MinedExample], MiningReport]:
         return mine_negatives(queries, qrels, self.searcher, self.job.config, self.job.retriever, self.score_fn)
+
+    def node(self) -> str:
+        from pipelines.runtime import node_id
+
+        return node_id()
 
 
 def _source(job: MineJob, prep: Prepared) -> tuple[str, str | None]:
@@ -85,8 +98,9 @@ def mine_pairs(job: MineJob) -> dict:
     qids = sorted(q for q in ds.qrels if q in ds.queries)
     shards = [qids[i:i + job.queries_per_shard] for i in range(0, len(qids), job.queries_per_shard)]
     args = [({q: ds.queries[q] for q in s}, {q: ds.qrels[q] for q in s}) for s in shards]
+    nodes: list[str] = []
     if job.engine == "ray":
-        parts = _mine_on_ray(job, source, emb, args)
+        parts, nodes = _mine_on_ray(job, source, emb, args)
     else:
         miner = MineShard(job, source, emb)
         parts = [miner(*a) for a in args]
@@ -98,20 +112,48 @@ def mine_pairs(job: MineJob) -> dict:
                 setattr(report, k, getattr(report, k) + v)
     write_mined(examples, job.output)
     return {"output": job.output, "retriever": job.retriever, "examples": len(examples), "shards": len(shards),
-            "engine": job.engine, "seconds": round(time.perf_counter() - t0, 1), "report": report.to_dict()}
+            "engine": job.engine, "seconds": round(time.perf_counter() - t0, 1), "report": report.to_dict(),
+            **({"nodes": nodes} if nodes else {})}
 
 
-def _mine_on_ray(job: MineJob, source: str, emb: str | None, args: list) -> list:
+def _publish(job: MineJob, source: str, emb: str | None) -> tuple[str, str | None]:
+    """The searchers' inputs on the run's storage (uploaded once per content), as URIs for the actors."""
+    from pipelines.runtime import Storage
+
+    storage = Storage(job.storage)
+    if job.retriever == "bm25":
+        from retriever.atomic import read_json
+
+        stamp = read_json(Path(source) / "densepipe.json")["data_hash"]
+        return storage.publish_dir(source, f"lucene/{stamp}", stamp), None
+    import hashlib
+
+    stamp = hashlib.sha256((Path(emb) / "manifest.json").read_bytes()).hexdigest()[:16]
+    uri = storage.publish_dir(emb, f"embeddings/{Path(emb).name}-{stamp}", stamp)
+    return uri, uri
+
+
+def _mine_on_ray(job: MineJob, source: str, emb: str | None, args: list) -> tuple[list, list[str]]:
     import ray
 
-    from pipelines.runtime import init_ray
+    from pipelines.runtime import check_fits, init_ray, worker_request
 
     init_ray(job.ray_address)
-    Actor = ray.remote(num_cpus=1)(MineShard)
-    actors = [Actor.remote(job, source, emb) for _ in range(min(job.num_workers, len(args)))]
-    pending = [actors[i % len(actors)].__call__.remote(*a) for i, a in enumerate(args)]
-    out = []
-    for i, ref in enumerate(pending, start=1):
-        out.append(ray.get(ref))
-        log.warning("mine: %d of %d query shards done", i, len(pending))
-    return out
+    request = worker_request(job.cpus_per_worker, 0)
+    workers = min(job.num_workers, len(args))
+    check_fits(request, workers, "mine")
+    if job.storage:
+        source, emb = _publish(job, source, emb)
+    Actor = ray.remote(num_cpus=request["CPU"])(MineShard)
+    actors = [Actor.remote(job, source, emb) for _ in range(workers)]
+    try:
+        pending = [actors[i % len(actors)].__call__.remote(*a) for i, a in enumerate(args)]
+        out = []
+        for i, ref in enumerate(pending, start=1):
+            out.append(ray.get(ref))
+            log.warning("mine: %d of %d query shards done", i, len(pending))
+        nodes = sorted(set(ray.get([a.node.remote() for a in actors])))
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+    return out, nodes

@@ -20,7 +20,7 @@ from retriever.pretraining import PretrainConfig, PretrainTrainer
 from retriever.training.contrastive import TrainState
 from retriever.types import ConfigError
 
-from pipelines.train import absolute_paths, finished, log_progress, run_on_ray, save_trained
+from pipelines.train import absolute_paths, finished, log_progress, prepare_distributed, run_on_ray, save_trained
 
 log = logging.getLogger("densepipe.pretrain")
 
@@ -35,6 +35,8 @@ class PretrainJob:
     engine: str = "ray"
     num_workers: int = 1
     ray_address: str | None = None
+    storage: str | None = None  # as TrainJob's: workers write node-local folders, rank 0 uploads the model
+    cpus_per_worker: float | None = None
     docs_per_shard: int = 50_000
     max_docs: int | None = None
 
@@ -49,28 +51,27 @@ class PretrainTask:
     texts: list[str]
     fingerprint: str
     crash_at: int | None = None
+    output_dir: str | None = None  # as TrainTask's
+    base_name: str | None = None
 
     def run(self, rank: int = 0, world_size: int = 1, report=None) -> TrainState:
         import torch
         from sentence_transformers import SentenceTransformer
 
-        job = self.job
+        job, out = self.job, Path(self.output_dir or self.job.output)
         model = SentenceTransformer(resolve_model(job.model), device="cuda" if torch.cuda.is_available() else "cpu")
-        if world_size > 1:
-            from ray.train.torch import prepare_model
-
-            model = prepare_model(model)
-        state = PretrainTrainer(model, job.config, self.texts, Path(job.output) / "checkpoint", self.fingerprint,
+        model = prepare_distributed(model, world_size)
+        state = PretrainTrainer(model, job.config, self.texts, out / "checkpoint", self.fingerprint,
                                 report, rank, world_size, self.crash_at).fit()
         if rank == 0:
             from pipelines.encode import _versions
 
-            info = {"fingerprint": self.fingerprint, "base_model": job.model,
+            info = {"fingerprint": self.fingerprint, "base_model": self.base_name or job.model,
                     "base_model_hash": model_hash(resolve_model(job.model)), "dataset": job.dataset,
                     "texts": len(self.texts), "config": job.config.to_dict(), "steps": state.step,
                     "train_seconds": round(state.seconds, 1), "final_loss": state.losses[-1]["loss"],
                     "labels_used": "none (corpus text only)", "engine": job.engine, "versions": _versions()}
-            save_trained(getattr(model, "module", model), Path(job.output), info, state,
+            save_trained(getattr(model, "module", model), out, info, state,
                          f"{job.config.task} pretraining of {job.model} on {job.dataset}")
         return state
 

@@ -44,6 +44,8 @@ class TrainJob:
     engine: str = "ray"  # "ray" (TorchTrainer) or "local"
     num_workers: int = 1
     ray_address: str | None = None
+    storage: str | None = None  # local folder or object-store URI: workers train in node-local folders and
+    cpus_per_worker: float | None = None  # rank 0 uploads the finished model there; None: 1 CPU per worker
     docs_per_shard: int = 50_000
     max_docs: int | None = None
     embeddings: str | None = None  # tower="query": the base model's corpus embeddings (default: the work cache's)
@@ -72,18 +74,16 @@ class TrainTask:
     doc_ids: list[str] | None = None  # tower="query": fixed document vectors, in this order
     doc_matrix: np.ndarray | None = None
     crash_at: int | None = None
+    output_dir: str | None = None  # where this worker writes (a node-local folder with storage); None: job.output
+    base_name: str | None = None  # the base model as the driver names it (workers may hold a fetched copy)
 
     def run(self, rank: int = 0, world_size: int = 1, report=None) -> TrainState:
         import torch
         from sentence_transformers import SentenceTransformer
 
-        job, out = self.job, Path(self.job.output)
+        job, out = self.job, Path(self.output_dir or self.job.output)
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = SentenceTransformer(resolve_model(job.model), device=device)
-        if world_size > 1:
-            from ray.train.torch import prepare_model
-
-            model = prepare_model(model)
+        model = prepare_distributed(SentenceTransformer(resolve_model(job.model), device=device), world_size)
         vectors = None
         if self.doc_matrix is not None:
             vectors = ({d: i for i, d in enumerate(self.doc_ids)}, self.doc_matrix)
@@ -138,14 +138,14 @@ class TrainTask:
             router = Router.for_query_document(query_modules=list(model._modules.values()),
                                                document_modules=list(base._modules.values()))
             model = SentenceTransformer(modules=[router], device="cpu", similarity_fn_name=base.similarity_fn_name)
-        save_trained(model, Path(job.output), self.record(state), state,
+        save_trained(model, Path(self.output_dir or job.output), self.record(state), state,
                      f"{job.model} on {job.dataset} ({job.config.loss}, tower={job.config.tower})")
 
     def record(self, state: TrainState) -> dict:
         from pipelines.encode import _versions
 
         job = self.job
-        info = {"fingerprint": self.fingerprint, "base_model": job.model,
+        info = {"fingerprint": self.fingerprint, "base_model": self.base_name or job.model,
                 "base_model_hash": model_hash(resolve_model(job.model)), "dataset": job.dataset,
                 "split": job.split, "pairs": list(job.pairs), "examples": len(self.examples),
                 "examples_hash": examples_hash(self.examples), "held_out_queries": len(self.held_out),
@@ -153,7 +153,7 @@ class TrainTask:
                 "final_loss": state.losses[-1]["loss"] if state.losses else None, "held_out_evals": state.evals,
                 "engine": job.engine, "num_workers": job.num_workers, "versions": _versions()}
         if job.config.tower == "query":
-            info["document_encoder"] = job.model
+            info["document_encoder"] = self.base_name or job.model
             info["document_encoder_hash"] = info["base_model_hash"]
         return info
 
@@ -259,31 +259,99 @@ def log_progress(entry: dict) -> bool:
     return False
 
 
+def prepare_distributed(model, world_size: int):
+    """Wrap the model in DistributedDataParallel when there are several workers. Parameters that a step does not
+    use (the BERT pooler that sentence-transformers never calls, a head that sits out a step) are allowed, instead
+    of DDP's "Expected to have finished reduction" crash at the first step."""
+    if world_size <= 1:
+        return model
+    from ray.train.torch import prepare_model
+
+    return prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
+
+
 def run_on_ray(task, name: str) -> None:
-    """Run ``task.run(rank, world_size, report)`` on Ray Train's TorchTrainer with ``task.job.num_workers``
-    workers (GPUs when the cluster has them); the task goes to the object store once."""
+    """The one Ray Train launcher (fine-tuning and pretraining): ``task.run(rank, world_size, report)`` on
+    ``task.job.num_workers`` TorchTrainer workers, each asking for ``cpus_per_worker`` CPUs (default 1) and a GPU
+    when the cluster has them, checked against the nodes first; the task goes to the object store once.
+
+    Without storage the workers write ``job.output`` directly (one machine, or a shared filesystem). With a
+    storage root (``job.storage``) each worker trains in a node-local folder, Ray Train keeps its run state under
+    the storage root, rank 0 uploads the finished model there, and the driver brings it down into ``job.output``:
+    nothing assumes the driver's disk is the workers' disk."""
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from pipelines.runtime import cluster_gpus, init_ray
+    from pipelines.runtime import Storage, check_fits, init_ray, worker_request
 
     job = task.job
     init_ray(job.ray_address)
-    use_gpu = cluster_gpus() > 0
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // job.num_workers)
+    request = worker_request(getattr(job, "cpus_per_worker", None), None)
+    check_fits(request, job.num_workers, name)
+    storage = Storage(job.storage) if getattr(job, "storage", None) else None
+    key = f"{name}/{task.fingerprint}"
+    model_uri = None
+    if storage is not None and Path(job.model).is_dir():
+        from retriever.encoders import model_hash
+
+        stamp = model_hash(job.model)
+        model_uri = storage.publish_dir(job.model, f"models/{Path(job.model).name}-{stamp}", stamp)
+    task.base_name = job.model
     ref = ray.put(task)
+    root = storage.root if storage else None
 
     def loop(config: dict) -> None:
+        import tempfile
+
         import ray.train
 
+        from pipelines.runtime import Storage
+
         ctx = ray.train.get_context()
-        ray.get(config["task"]).run(ctx.get_world_rank(), ctx.get_world_size(),
-                                    report=lambda entry: log_progress(entry) and ray.train.report(entry))
+        work = ray.get(config["task"])
+        if config["model_uri"]:  # a model folder of the driver's, published to the storage
+            from dataclasses import replace
+
+            from pipelines.runtime import fetch_dir
+
+            work.job = replace(work.job, model=str(fetch_dir(config["model_uri"])))
+        if config["storage"]:
+            work.output_dir = str(Path(tempfile.gettempdir()) / "densepipe-train" / config["key"].replace("/", "-"))
+        work.run(ctx.get_world_rank(), ctx.get_world_size(),
+                 report=lambda entry: log_progress(entry) and ray.train.report(entry))
+        if config["storage"] and ctx.get_world_rank() == 0:
+            Storage(config["storage"]).publish_dir(work.output_dir, config["key"], stamp=work.fingerprint)
 
     out = Path(job.output)
-    trainer = TorchTrainer(loop, train_loop_config={"task": ref},
-                           scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=use_gpu,
-                                                        resources_per_worker=None if use_gpu else {"CPU": cpus}),
-                           run_config=RunConfig(name=name, storage_path=str((out / "ray").resolve())))
+    if storage is None:
+        run_config = RunConfig(name=name, storage_path=str((out / "ray").resolve()))
+    elif storage.is_local:
+        run_config = RunConfig(name=name, storage_path=str(Path(storage.root) / "ray-train"))
+    else:
+        run_config = RunConfig(name=name, storage_path=f"{storage.base}/ray-train", storage_filesystem=storage.fs)
+    resources = {k: v for k, v in request.items() if v}
+    trainer = TorchTrainer(loop, train_loop_config={"task": ref, "storage": root, "key": key,
+                                                               "model_uri": model_uri},
+                           scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=request["GPU"] > 0,
+                                                        resources_per_worker=resources),
+                           run_config=run_config)
     trainer.fit()
+    if storage is not None:
+        _bring_down(storage.uri(key), out)
+
+
+def _bring_down(uri: str, out: Path) -> None:
+    """Copy a published training folder (model, loss log and curve) into ``out``; the model folder appears whole."""
+    from pipelines.runtime import fetch_dir
+
+    local = fetch_dir(uri)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(local / "model", tmp)
+    for name in ("loss.json", "loss.png"):
+        if (local / name).is_file():
+            shutil.copy2(local / name, out / name)
+    shutil.rmtree(out / "model", ignore_errors=True)
+    tmp.rename(out / "model")

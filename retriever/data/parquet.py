@@ -98,3 +98,13 @@ def write_queries(queries: Queries, path: str | os.PathLike) -> None:
 def read_queries_parquet(path: str | os.PathLike) -> Queries:
     cols = pq.read_table(path).to_pydict()
     return dict(zip(cols["id"], cols["text"]))
+
+
+def read_parquet_uri(uri: str, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet file by local path or by any pyarrow filesystem URI (s3://bucket/key?endpoint_override=…)."""
+    if "://" not in uri:
+        return pq.read_table(uri, columns=columns)
+    import pyarrow.fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(uri)
+    return pq.read_table(path, filesystem=fs, columns=columns)

@@ -150,25 +150,14 @@ class HFGenerator:
         return out
 
 
-class LlamaCppGenerator:
-    """A GGUF run as is (still quantized) by llama.cpp through ``llama-cpp-python``: on a CPU several times
-    faster than dequantized transformers for small models. Same prompts, same cache layout; its own cache keys
-    (``llama.cpp:`` names), since another runtime samples other texts."""
+class LlamaCppWorker:
+    """Runs in an isolated child process (``LlamaCppGenerator`` holds it): llama.cpp through llama-cpp-python."""
 
-    def __init__(self, gguf: str | os.PathLike, chat: bool, max_new_tokens: int = 128, top_p: float = 0.95,
-                 n_ctx: int = 1024, threads: int | None = None):
-        try:
-            from llama_cpp import Llama
-        except ImportError as e:
-            raise ConfigError("the llama.cpp backend needs `pip install llama-cpp-python`.") from e
-        gguf = Path(gguf)
-        self.llm = Llama(model_path=str(gguf), n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 1, seed=0,
-                         verbose=False)
+    def __init__(self, gguf: str, chat: bool, max_new_tokens: int, top_p: float, n_ctx: int, threads: int):
+        from llama_cpp import Llama
+
+        self.llm = Llama(model_path=gguf, n_ctx=n_ctx, n_threads=threads, seed=0, verbose=False)
         self.chat, self.max_new_tokens, self.top_p = chat, max_new_tokens, top_p
-        self.name = f"llama.cpp:{_fingerprint(str(gguf.parent), gguf.name)}"
-
-    def settings(self) -> dict:
-        return _settings(self.max_new_tokens, self.top_p, self.chat)
 
     def generate(self, prompts: Sequence[str], n: int, temperature: float, seed: int) -> list[list[str]]:
         out = []
@@ -185,6 +174,40 @@ class LlamaCppGenerator:
                     texts.append((r["choices"][0].get("text") or "").strip())
             out.append(texts)
         return out
+
+
+class LlamaCppGenerator:
+    """A GGUF run as is (still quantized) by llama.cpp through ``llama-cpp-python``: on a CPU several times
+    faster than dequantized transformers for small models. Same prompts, same cache layout; its own cache keys
+    (``llama.cpp:`` names), since another runtime samples other texts.
+
+    llama.cpp runs in a child process (``retriever/isolated.py``): a build whose kernels the CPU cannot run (AMX
+    on some virtual machines: SIGILL) fails this stage with a ``WorkerCrashed`` error naming the signal instead of
+    killing the pipeline."""
+
+    def __init__(self, gguf: str | os.PathLike, chat: bool, max_new_tokens: int = 128, top_p: float = 0.95,
+                 n_ctx: int = 1024, threads: int | None = None, worker: str = "retriever.hyde.generators:LlamaCppWorker"):
+        from retriever.isolated import Isolated
+
+        if worker.startswith("retriever.") and importlib.util.find_spec("llama_cpp") is None:
+            raise ConfigError("the llama.cpp backend needs llama-cpp-python: `make setup-llama` (a portable build) "
+                              "or `pip install -e '.[llama]'`.")
+        gguf = Path(gguf)
+        self._worker = Isolated(worker, str(gguf), chat, max_new_tokens, top_p, n_ctx,
+                                threads or os.cpu_count() or 1, what="llama.cpp generation",
+                                hint="If it was SIGILL, llama-cpp-python was built for another CPU: rebuild it "
+                                     "portably with `make setup-llama`.")
+        self.chat, self.max_new_tokens, self.top_p = chat, max_new_tokens, top_p
+        self.name = f"llama.cpp:{_fingerprint(str(gguf.parent), gguf.name)}"
+
+    def settings(self) -> dict:
+        return _settings(self.max_new_tokens, self.top_p, self.chat)
+
+    def generate(self, prompts: Sequence[str], n: int, temperature: float, seed: int) -> list[list[str]]:
+        return self._worker.call("generate", list(prompts), n, temperature, seed)
+
+    def close(self) -> None:
+        self._worker.close()
 
 
 class OpenAICompatibleGenerator:

@@ -136,6 +136,9 @@ class ContrastiveTrainer:
             raise ConfigError("tower='query' trains against fixed document vectors: pass doc_vectors.")
         if not examples:
             raise ConfigError("no training examples.")
+        if world_size > 1 and config.grad_cache_chunk:
+            raise ConfigError("grad_cache_chunk works with one training worker; with several, the batch is split "
+                              "between them already: leave grad_cache_chunk unset or use num_workers = 1.")
         self.model, self.config, self.examples = model, config, list(examples)
         self.query_text, self.positives = query_text, positives
         self.doc_text = doc_text if callable(doc_text) else doc_text.__getitem__
@@ -155,6 +158,34 @@ class ContrastiveTrainer:
         rows, xb = self.doc_vectors
         device = next(getattr(self.model, "module", self.model).parameters()).device
         return torch.as_tensor(xb[[rows[d] for d in ids]], dtype=torch.float32, device=device)
+
+    def _global_batch_loss(self, loss_fn, encode, qids, pos_ids, negs, mask):
+        """The loss over the global batch: this worker encodes its slice (one forward pass, as
+        DistributedDataParallel wants), the other workers' embeddings are gathered (see ``distributed.py``)."""
+        import torch
+
+        from retriever.training.distributed import gather_rows, rank_slices
+
+        slices = rank_slices(len(qids), self.world_size)
+        mine = slices[self.rank]
+        neg_start = np.cumsum([0] + [len(n) for n in negs])
+        neg_order = [[int(neg_start[j]) + k for j in s for k in range(len(negs[j]))] for s in slices]
+        texts = [self.query_text[qids[j]] for j in mine]
+        if self.config.tower == "both":
+            texts += [self.doc_text(pos_ids[j]) for j in mine] + [self.doc_text(d) for j in mine for d in negs[j]]
+        emb = encode(texts)
+        n_q, n_neg = len(mine), len(neg_order[self.rank])
+        q = gather_rows(emb[:n_q], [len(s) for s in slices], self.rank, [j for s in slices for j in s])
+        neg_ids = [d for n in negs for d in n]
+        if self.config.tower == "query":
+            p, n = self._fixed(pos_ids), self._fixed(neg_ids) if neg_ids else None
+        else:
+            p = gather_rows(emb[n_q:2 * n_q], [len(s) for s in slices], self.rank, [j for s in slices for j in s])
+            n = gather_rows(emb[2 * n_q:2 * n_q + n_neg], [len(o) for o in neg_order], self.rank,
+                            [i for o in neg_order for i in o]) if neg_ids else None
+        if n is not None and n.shape[0] == 0:
+            n = None
+        return loss_fn(q, p, n, mask=mask)
 
     # -- the loop ---------------------------------------------------------------------------------------------
     def fit(self) -> TrainState:
@@ -181,27 +212,32 @@ class ContrastiveTrainer:
         while state.step < self.total_steps:
             epoch, index = divmod(state.step, self.batches_per_epoch)
             batch = batch_order(len(self.examples), cfg.batch_size, cfg.seed, epoch)[index]
-            batch = batch[self.rank::self.world_size]  # each worker its slice; gradients are averaged
             rng = np.random.default_rng([cfg.seed, 1, state.step])
             torch.manual_seed(cfg.seed * 1_000_003 + state.step)  # dropout of this step, resumable
             rows = [self.examples[i] for i in batch]
             qids = [e.query_id for e in rows]
             pos_ids = [e.positive_id for e in rows]
-            neg_ids = [d for e in rows for d in sample_negatives(e, cfg.negatives, rng)]
+            negs = [sample_negatives(e, cfg.negatives, rng) for e in rows]  # the whole batch's, on every worker
+            neg_ids = [d for n in negs for d in n]
             mask = positive_mask(qids, pos_ids + neg_ids, self.positives).to(next(module.parameters()).device)
-            queries = [self.query_text[q] for q in qids]
-            if cfg.tower == "query":
-                docs = [self._fixed(pos_ids), self._fixed(neg_ids) if neg_ids else None]
+            if self.world_size > 1:
+                loss = self._global_batch_loss(loss_fn, encode, qids, pos_ids, negs, mask)
+                (loss * self.world_size).backward()  # DDP averages over workers: the sum is the global gradient
+                entry = take_step(opt, sched, state, started, epoch, loss)
             else:
-                docs = [(encode, [self.doc_text(d) for d in pos_ids]),
-                        (encode, [self.doc_text(d) for d in neg_ids]) if neg_ids else None]
-            if cache is not None:
-                loss = cache.step([(encode, queries), *docs], mask=mask)
-            else:
-                tensors = [g if g is None or isinstance(g, torch.Tensor) else g[0](g[1]) for g in docs]
-                loss = loss_fn(encode(queries), *tensors, mask=mask)
-                loss.backward()
-            entry = take_step(opt, sched, state, started, epoch, loss)
+                queries = [self.query_text[q] for q in qids]
+                if cfg.tower == "query":
+                    docs = [self._fixed(pos_ids), self._fixed(neg_ids) if neg_ids else None]
+                else:
+                    docs = [(encode, [self.doc_text(d) for d in pos_ids]),
+                            (encode, [self.doc_text(d) for d in neg_ids]) if neg_ids else None]
+                if cache is not None:
+                    loss = cache.step([(encode, queries), *docs], mask=mask)
+                else:
+                    tensors = [g if g is None or isinstance(g, torch.Tensor) else g[0](g[1]) for g in docs]
+                    loss = loss_fn(encode(queries), *tensors, mask=mask)
+                    loss.backward()
+                entry = take_step(opt, sched, state, started, epoch, loss)
             end_of_epoch = state.step % self.batches_per_epoch == 0 or state.step == self.total_steps
             if self.evaluate is not None and (end_of_epoch if not cfg.eval_every
                                               else state.step % cfg.eval_every == 0 or
