@@ -33,9 +33,20 @@ def _add_dataset(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-docs", type=int, default=None, help="use only the first N documents (quick runs)")
 
 
+def _add_cluster(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ray-address", default=None,
+                   help="'auto' (the cluster running on this machine), host:port, or ray://host:10001 (Ray Client); "
+                        "default: a private local Ray, never a cluster something else started")
+    p.add_argument("--storage", default=None,
+                   help="where Ray workers read inputs and write outputs: a folder shared by the nodes, or a URI "
+                        "(s3://bucket/prefix[?endpoint_override=host:port&scheme=http], gs://...); default: this "
+                        "machine's disk (one machine)")
+    p.add_argument("--cpus-per-worker", type=float, default=None, help="CPUs each Ray worker asks for (default 1)")
+
+
 def _add_ray(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: local Ray in-process)")
-    p.add_argument("--num-workers", type=int, default=1, help="Ray actors for the encode stage")
+    _add_cluster(p)
+    p.add_argument("--num-workers", type=int, default=1, help="Ray workers for this command")
 
 
 def _add_encoder(p: argparse.ArgumentParser) -> None:
@@ -86,7 +97,8 @@ def cmd_dense(a) -> tuple[int, dict]:
     from pipelines.baselines import run_dense
 
     result = run_dense(a.dataset, a.split, a.output, _encoder_config(a), k=a.k, engine=a.engine,
-                       ray_address=a.ray_address, num_workers=a.num_workers, docs_per_shard=a.docs_per_shard,
+                       ray_address=a.ray_address, num_workers=a.num_workers, storage=a.storage,
+                       cpus_per_worker=a.cpus_per_worker, docs_per_shard=a.docs_per_shard,
                        max_docs=a.max_docs, remove_query=a.remove_query)
     return 0, result
 
@@ -124,7 +136,10 @@ def cmd_encode(a) -> tuple[int, dict]:
     out = Path(a.output) if a.output else prep.embeddings_dir(a.model)
     manifest = encode_corpus(prep.corpus_dir, out, EncodeConfig(_encoder_config(a), engine=a.engine,
                                                                 num_workers=a.num_workers,
-                                                                ray_address=a.ray_address))
+                                                                cpus_per_worker=a.cpus_per_worker,
+                                                                gpus_per_worker=a.gpus_per_worker,
+                                                                ray_address=a.ray_address, storage=a.storage,
+                                                                stall_timeout=a.stall_timeout))
     return 0, {"embeddings": str(out), "num_docs": manifest["num_docs"], "shards": len(manifest["shards"]),
                **manifest["last_run"]}
 
@@ -204,7 +219,8 @@ def cmd_mine(a) -> tuple[int, dict]:
     cfg = MiningConfig(depth=a.depth, rank_range=(a.rank_start, a.rank_end), num_negatives=a.num_negatives,
                        margin=None if a.margin <= 0 else a.margin, margin_mode=a.margin_mode, seed=a.seed)
     job = MineJob(a.dataset, a.output, a.retriever, a.split, cfg, _encoder_config(a), a.engine, a.num_workers,
-                  a.queries_per_shard, ray_address=a.ray_address, docs_per_shard=a.docs_per_shard, max_docs=a.max_docs)
+                  a.queries_per_shard, ray_address=a.ray_address, storage=a.storage,
+                  cpus_per_worker=a.cpus_per_worker, docs_per_shard=a.docs_per_shard, max_docs=a.max_docs)
     return 0, mine_pairs(job)
 
 
@@ -218,7 +234,8 @@ def cmd_train(a) -> tuple[int, dict]:
                       max_seq_length=a.max_seq_length or None, grad_cache_chunk=a.grad_cache_chunk,
                       checkpoint_every=a.checkpoint_every, max_steps=a.max_steps, seed=a.seed)
     job = TrainJob(a.dataset, a.output, a.model, a.split, tuple(a.pairs), a.held_out, config=cfg, engine=a.engine,
-                   num_workers=a.num_workers, ray_address=a.ray_address, max_docs=a.max_docs)
+                   num_workers=a.num_workers, ray_address=a.ray_address, storage=a.storage,
+                   cpus_per_worker=a.cpus_per_worker, max_docs=a.max_docs)
     info = run_training(job)
     keep = ("model", "skipped", "steps", "train_seconds", "wall_seconds", "final_loss", "held_out_evals",
             "examples", "held_out_queries", "fingerprint")
@@ -233,7 +250,7 @@ def cmd_pretrain(a) -> tuple[int, dict]:
                          temperature=a.temperature, max_seq_length=a.max_seq_length, max_steps=a.max_steps,
                          checkpoint_every=a.checkpoint_every, seed=a.seed, mlm_weight=a.mlm_weight)
     job = PretrainJob(a.dataset, a.output, a.model, cfg, a.max_texts, a.engine, a.num_workers, a.ray_address,
-                      max_docs=a.max_docs)
+                      storage=a.storage, cpus_per_worker=a.cpus_per_worker, max_docs=a.max_docs)
     info = run_pretraining(job)
     keep = ("model", "skipped", "texts", "steps", "train_seconds", "wall_seconds", "final_loss", "fingerprint")
     return 0, {k: info[k] for k in keep if k in info}
@@ -267,10 +284,11 @@ def cmd_run(a) -> tuple[int, dict]:
     from pipelines.run import PipelineRun
 
     config = load_config(a.config)
-    if a.ray_address:
+    overrides = {k: getattr(a, k) for k in ("ray_address", "storage", "cpus_per_worker") if getattr(a, k) is not None}
+    if overrides:
         from dataclasses import replace
 
-        config = replace(config, run=replace(config.run, ray_address=a.ray_address))
+        config = replace(config, run=replace(config.run, **overrides))
     run = PipelineRun(config)
     if a.dry_run:
         return 0, {"run": str(run.dir), "plan": [p.to_dict() for p in run.plan()], "estimates": run.estimates()}
@@ -325,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoder(p)
     _add_ray(p)
     p.add_argument("--engine", choices=("local", "ray"), default="ray")
+    p.add_argument("--gpus-per-worker", type=float, default=None,
+                   help="GPUs each Ray worker asks for (default: 1 when the cluster has GPUs, else 0)")
+    p.add_argument("--stall-timeout", type=float, default=600.0,
+                   help="fail when no chunk of documents finishes for this many seconds (default 600)")
     p.add_argument("--output", default=None, help="embeddings folder (default: in the work folder)")
     p.set_defaults(func=cmd_encode)
 
@@ -466,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a pipeline config (TOML or YAML); unchanged stages are skipped")
     p.add_argument("config")
     p.add_argument("--dry-run", action="store_true", help="print the plan (cached or not) and estimates only")
-    p.add_argument("--ray-address", default=None)
+    _add_cluster(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("plan", help="pick a variant from a finished sweep under a memory budget")

@@ -20,7 +20,9 @@ class RunSection:
     output: str = "runs/scifact"
     max_docs: int | None = None
     docs_per_shard: int = 50_000
-    ray_address: str | None = None
+    ray_address: str | None = None  # None: a private local Ray; "auto", host:port or ray://host:10001
+    storage: str | None = None  # the Ray workers' storage root (folder or s3://…); None: this machine's disk
+    cpus_per_worker: float | None = None  # what each Ray worker of every stage asks for; None: 1 CPU
 
 
 @dataclass(frozen=True)

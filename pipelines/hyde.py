@@ -78,10 +78,11 @@ def _on_ray(job: HydeJob):
     yielded in order as they arrive, so the cache grows while the rest still runs."""
     import ray
 
-    from pipelines.runtime import init_ray
+    from pipelines.runtime import check_fits, init_ray
     from retriever.hyde.generators import GenerationError
 
     init_ray(job.ray_address)
+    check_fits({"CPU": 1.0}, job.num_workers, "hyde", option="--num-workers")
     actors = [ray.remote(num_cpus=1)(GenerateShard).remote(job) for _ in range(job.num_workers)]
 
     def run(batches: list[list[str]], n: int):

@@ -137,7 +137,9 @@ class PipelineRun:
 
         c, r = self.config.pretrain, self.config.run
         job = PretrainJob(r.dataset, str(self.dir / "pretrain"), self.config.encode.model,
-                          loop_config(PretrainConfig, c), c.max_texts, c.engine, c.num_workers, r.ray_address, r.docs_per_shard, r.max_docs)
+                          loop_config(PretrainConfig, c), c.max_texts, c.engine, c.num_workers, r.ray_address,
+                          storage=r.storage, cpus_per_worker=r.cpus_per_worker, docs_per_shard=r.docs_per_shard,
+                          max_docs=r.max_docs)
         info = run_pretraining(job)
         return {"model": info["model"], "loss_png": str(self.dir / "pretrain" / "loss.png"), "task": c.task,
                 "texts": info["texts"], "steps": info["steps"], "train_seconds": info["train_seconds"],
@@ -161,7 +163,9 @@ class PipelineRun:
         c = self.config.encode
         manifest = encode_corpus(self.prep().corpus_dir, folder,
                                  EncodeConfig(encoder, engine=c.engine, num_workers=c.num_workers,
-                                              ray_address=self.config.run.ray_address), progress=self.progress)
+                                              cpus_per_worker=self.config.run.cpus_per_worker,
+                                              ray_address=self.config.run.ray_address,
+                                              storage=self.config.run.storage), progress=self.progress)
         return {"embeddings": str(folder), "last_run": manifest["last_run"]}
 
     def _stage_encode(self) -> dict:
@@ -207,6 +211,7 @@ class PipelineRun:
         for retriever in c.retrievers:
             job = MineJob(r.dataset, str(self.dir / "mine" / f"{retriever}.parquet"), retriever, c.split, cfg,
                           self._encoder(), c.engine, c.num_workers, ray_address=r.ray_address,
+                          storage=r.storage, cpus_per_worker=r.cpus_per_worker,
                           docs_per_shard=r.docs_per_shard, max_docs=r.max_docs, embeddings=str(self._embeddings()))
             tables[retriever] = mine_pairs(job)
         return {"tables": {k: v["output"] for k, v in tables.items()},
@@ -223,7 +228,8 @@ class PipelineRun:
             pairs = tuple(str(self.dir / "mine" / f"{x}.parquet") for x in self.config.mine.retrievers)
         job = TrainJob(r.dataset, str(self.dir / "train"), self._base_model(), c.split, pairs, c.held_out,
                        config=loop_config(TrainConfig, c), engine=c.engine, num_workers=c.num_workers,
-                       ray_address=r.ray_address, docs_per_shard=r.docs_per_shard, max_docs=r.max_docs,
+                       ray_address=r.ray_address, storage=r.storage, cpus_per_worker=r.cpus_per_worker,
+                       docs_per_shard=r.docs_per_shard, max_docs=r.max_docs,
                        embeddings=str(self._embeddings()), doc_encoder=self._encoder())
         info = run_training(job)
         return {"model": info["model"], "loss_png": str(self.dir / "train" / "loss.png"), "steps": info["steps"],

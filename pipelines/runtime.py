@@ -58,6 +58,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
                 raise ConfigError(f"--ray-address {address}: Ray Client needs `pip install 'ray[client]'` on this "
                                   "machine (the same Ray version as the cluster).") from e
             kwargs.pop("include_dashboard")
+        _check_reachable(address)
         # the cluster's nodes get densepipe's code from here; they need only its dependencies installed
         runtime_env["py_modules"] = _packages()
         runtime_env["env_vars"] = {k: v for k, v in os.environ.items()
@@ -71,6 +72,24 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.verbose_stats_logs = False
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Ray retries an unreachable address for minutes; a TCP connect says at once whether anything listens."""
+    import socket
+
+    if address == "auto":
+        return
+    host, _, port = address.split("://")[-1].rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return
+    except ValueError:
+        raise ConfigError(f"--ray-address {address}: expected 'auto', host:port or ray://host:port.") from None
+    except OSError as e:
+        raise ClusterError(f"--ray-address {address}: nothing answers there ({e.strerror or e}). Start the head "
+                           "with `ray start --head` (its address is printed), or leave --ray-address out to run on "
+                           "a local Ray.") from None
 
 
 def quiet_worker() -> None:

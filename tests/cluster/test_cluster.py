@@ -16,6 +16,7 @@ from pipelines.workspace import prepare
 from retriever.data.embeddings import read_embeddings
 from retriever.encoders import EncoderConfig
 from tests.cluster.conftest import node_ids
+from tests.retriever.test_hyde import fake_server  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.ray
 
@@ -115,3 +116,101 @@ def test_two_training_workers_on_two_nodes_equal_one_worker_on_the_global_batch(
     assert a.keys() == b.keys()
     assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-4
     assert two["base_model"] == str(model)  # the driver's name, not the worker's fetched copy
+
+
+def _cli(*args, env_extra=None, **kw):
+    import os
+    import subprocess
+    import sys
+
+    from tests.cluster.conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_ctrl_c_during_cluster_encode_keeps_finished_shards_and_the_rerun_does_the_rest(two_nodes, scifact_slice,
+                                                                                       s3_root, tmp_path):
+    """A user's driver joins the cluster by address (the code travels in the runtime_env), reads through S3, is
+    interrupted with SIGINT after a few shards: one line on stderr, no traceback, finished shards kept."""
+    import signal
+
+    out = tmp_path / "emb"
+    args = ["encode", "--dataset", str(scifact_slice), "--docs-per-shard", "10", "--max-docs", "200",
+            "--num-workers", "2", "--ray-address", two_nodes.address, "--storage", s3_root,
+            "--output", str(out)]
+    proc = _cli(*args, env_extra={"DRP_WORK_DIR": str(tmp_path / "work")})
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(out.glob("emb-*.json"))) < 3 and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    kept = len(list(out.glob("emb-*.json")))
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "densepipe: interrupted" in stderr and "Traceback" not in stderr
+    assert 3 <= kept < 20, "the interrupt should land midway"
+    assert not (out / "manifest.json").exists()
+    again = _cli(*args, env_extra={"DRP_WORK_DIR": str(tmp_path / "work")})
+    stdout, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr[-3000:]
+    result = json.loads(stdout)
+    assert result["docs"] == 200 - 10 * kept  # only the unfinished shards
+    ids, _ = _emb(out)
+    assert len(ids) == len(set(ids)) == 200
+
+
+def test_without_an_address_densepipe_never_joins_the_running_cluster(two_nodes):
+    """The cluster of this module is running on this machine (Ray records it in its temp folder); a command
+    without --ray-address starts its own Ray instead of joining it."""
+    code = ("import ray\nfrom pipelines.runtime import init_ray\ninit_ray(None, num_cpus=1)\n"
+            "print(ray.get_runtime_context().gcs_address)\nray.shutdown()\n")
+    import subprocess
+    import sys
+
+    from tests.cluster.conftest import ROOT
+
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] != two_nodes.address
+
+
+def test_a_cluster_address_that_does_not_answer_is_a_clear_error(scifact_slice, tmp_path):
+    proc = _cli("encode", "--dataset", str(scifact_slice), "--max-docs", "20", "--ray-address", "127.0.0.1:1",
+                "--output", str(tmp_path / "e"), env_extra={"DRP_WORK_DIR": str(tmp_path / "work")})
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 2 and "Traceback" not in stderr, stderr[-2000:]
+    assert "--ray-address 127.0.0.1:1" in stderr
+
+
+@pytest.mark.parametrize("engine", ["ray"])
+def test_hyde_on_two_nodes_equals_local(two_nodes, scifact_slice, tmp_path, capsys, fake_server, engine):  # noqa: F811
+    from tests.conftest import run_cli
+
+    common = ["hyde", "--dataset", str(scifact_slice), "--generator", fake_server, "--endpoint-model", "smol",
+              "--n", "2", "--max-queries", "6", "--gen-batch-size", "2", "--k", "100"]
+    # two workers of one CPU each on two one-CPU nodes: one actor per node
+    on_ray = run_cli(capsys, *common, "--engine", engine, "--num-workers", "2", "--ray-address",
+                     two_nodes.address, "--output", str(tmp_path / "ray"))
+    local = run_cli(capsys, *common, "--engine", "local", "--output", str(tmp_path / "local"))
+    assert on_ray["report"]["generated"] == 12 and on_ray["report"]["failed_batches"] == 0
+    assert on_ray["metrics"] == local["metrics"]
+
+
+def test_pretraining_on_two_nodes_through_s3(two_nodes, scifact_slice, s3_root, tmp_path, tiny_model):
+    from sentence_transformers import SentenceTransformer
+
+    from pipelines.pretrain import PretrainJob, run_pretraining
+    from retriever.pretraining import PretrainConfig
+
+    cfg = PretrainConfig(task="dropout", epochs=1, batch_size=8, max_seq_length=32, max_steps=3)
+    info = run_pretraining(PretrainJob(str(scifact_slice), str(tmp_path / "pt"), str(tiny_model), cfg, max_texts=48,
+                                       engine="ray", num_workers=2, storage=s3_root,
+                                       ray_address=two_nodes.address))
+    assert info["steps"] == 3 and not info["skipped"]
+    vec = SentenceTransformer(info["model"], device="cpu").encode(["a sentence"])
+    assert vec.shape == (1, 32)
