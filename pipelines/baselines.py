@@ -87,13 +87,15 @@ def flat_searcher(embeddings_dir, encoder: EncoderConfig):
 def search_and_evaluate(index_dir: str, dataset: str, split: str, output: str, encoder: EncoderConfig,
                         k: int = 1000, search_params: str | None = None, max_docs: int | None = None,
                         threads: int = 1, remove_query: bool = False) -> dict:
-    from pipelines.index_stage import load_sharded
+    from pipelines.index_stage import check_query_model, load_sharded
     from pipelines.search import DenseSearcher
 
     t0 = time.perf_counter()
     prep = prepare(dataset, split, max_docs=max_docs)
     index, ids, manifest = load_sharded(index_dir, search_params, threads)
-    searcher = DenseSearcher(BiEncoder(encoder), index, ids)
+    bi = BiEncoder(encoder)
+    check_query_model(index_dir, manifest, encoder.model, bi.dim)
+    searcher = DenseSearcher(bi, index, ids)
     run = searcher.search(prep.dataset.queries, k)
     return _finish(prep, run, output, {"search": time.perf_counter() - t0},
                    {"method": "dense", "index": str(Path(index_dir)), "factory": manifest["spec"]["factory"],

@@ -14,7 +14,7 @@ def _guess_kind(path: Path) -> str:
     name = path.name.lower()
     if name.endswith((".jsonl", ".jsonl.gz")):
         return "queries" if "quer" in name else "corpus"
-    with open_text(path) as f:
+    with open_text(path, ValidationReport()) as f:  # bad bytes here are reported when the file is read
         first = next((line for line in f if line.strip()), "")
     cols = first.split("\t") if "\t" in first else first.split()
     if len(cols) == 6:

@@ -27,10 +27,21 @@ def _stdout_to_stderr():
         os.close(saved)
 
 
-def _add_dataset(p: argparse.ArgumentParser) -> None:
+def _add_policy(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--strict", action="store_true",
+                   help="refuse record-level problems too (empty documents, judged documents not in the corpus, "
+                        "judgments of unknown queries, repeated judgments), which are otherwise counted and kept")
+    g.add_argument("--skip-malformed", action="store_true",
+                   help="count and skip corrupt records (unparsable lines, wrong column counts, non-UTF-8 bytes) "
+                        "instead of stopping at the first")
+
+
+def _add_dataset(p: argparse.ArgumentParser, split: str = "test") -> None:
     p.add_argument("--dataset", required=True, help="a BEIR folder, or a BEIR name under $DRP_DATA_DIR")
-    p.add_argument("--split", default="test", help="qrels split (default: test)")
+    p.add_argument("--split", default=split, help=f"qrels split (default: {split})")
     p.add_argument("--max-docs", type=int, default=None, help="use only the first N documents (quick runs)")
+    _add_policy(p)
 
 
 def _add_cluster(p: argparse.ArgumentParser) -> None:
@@ -82,7 +93,7 @@ def cmd_data_check(a) -> tuple[int, dict]:
     from pipelines.check import check_path
 
     report, summary = check_path(a.path, a.split)
-    return 0 if report.ok else 1, {**summary, **report.to_dict()}
+    return 0 if not report.corrupt else 1, {**summary, **report.to_dict()}
 
 
 def cmd_bm25(a) -> tuple[int, dict]:
@@ -108,8 +119,18 @@ def cmd_evaluate(a) -> tuple[int, dict]:
     from retriever.eval import evaluate, paired_test
 
     metrics = [m.strip() for m in a.metrics.split(",") if m.strip()]
-    qrels = read_qrels(a.qrels)
-    run = read_run(a.run)
+    from retriever.data.validation import policy_report, warn_accepted
+    from retriever.types import DataError
+
+    qrels_report, run_report = policy_report(), policy_report()
+    qrels = read_qrels(a.qrels, qrels_report)
+    run = read_run(a.run, run_report)
+    warn_accepted(qrels_report, a.qrels)
+    warn_accepted(run_report, a.run)
+    if not set(run) & set(qrels):
+        raise DataError(a.run, None, f"no query of the run is judged in {a.qrels} (run ids such as "
+                        f"{sorted(run)[:3]}, qrels ids such as {sorted(qrels)[:3]}), so every metric would be 0.",
+                        "evaluate the run against the qrels of the split it was made for.")
     res = evaluate(qrels, run, metrics, ignore_self=a.ignore_self, relevance_level=a.relevance_level,
                    complete=a.complete)
     out = res.to_dict()
@@ -121,7 +142,7 @@ def cmd_evaluate(a) -> tuple[int, dict]:
 
         write_json(a.per_query, res.per_query)
     if a.compare:
-        other = evaluate(qrels, read_run(a.compare), metrics, ignore_self=a.ignore_self,
+        other = evaluate(qrels, read_run(a.compare, policy_report()), metrics, ignore_self=a.ignore_self,
                          relevance_level=a.relevance_level, complete=a.complete)
         out["compare"] = {"run": a.compare, **other.to_dict(),
                           "tests": [paired_test(res.per_query, other.per_query, m).to_dict() for m in metrics]}
@@ -163,15 +184,17 @@ def cmd_search(a) -> tuple[int, dict]:
     return 0, result
 
 
-def _pick(rows, a) -> dict | None:
+def _pick(rows, a, metric: str = "ndcg@10") -> dict | None:
+    """The pick under the budget, by ``metric`` (the sweep's own: nDCG@10 on a labelled dataset, recall against
+    exact search on synthetic vectors)."""
     from indexes import parse_bytes
     from indexes.compress import pick
 
     if a.memory_budget is None and a.bytes_per_vector is None:
         return None
     if a.bytes_per_vector is not None:
-        return pick(rows, float(a.bytes_per_vector), per_vector=True).to_dict()
-    return pick(rows, parse_bytes(a.memory_budget)).to_dict()
+        return pick(rows, float(a.bytes_per_vector), per_vector=True, metric=metric).to_dict()
+    return pick(rows, parse_bytes(a.memory_budget), metric=metric).to_dict()
 
 
 def cmd_compress(a) -> tuple[int, dict]:
@@ -188,10 +211,10 @@ def cmd_compress(a) -> tuple[int, dict]:
 def cmd_plan(a) -> tuple[int, dict]:
     from pipelines.compress import rows_from_json
 
-    rows, _ = rows_from_json(a.sweep)
+    rows, metric = rows_from_json(a.sweep)
     if a.memory_budget is None and a.bytes_per_vector is None:
         raise DensepipeError("give --memory-budget (e.g. 50MB) or --bytes-per-vector (e.g. 48).")
-    return 0, {"picked": _pick(rows, a)}
+    return 0, {"metric": metric, "picked": _pick(rows, a, metric)}
 
 
 def cmd_learned_pq(a) -> tuple[int, dict]:
@@ -203,7 +226,9 @@ def cmd_learned_pq(a) -> tuple[int, dict]:
 
     prep = prepare(a.dataset, a.split, a.docs_per_shard, max_docs=a.max_docs)
     doc_ids, xb = corpus_vectors(prep.corpus_dir, prep.embeddings_dir(a.model), _encoder_config(a))
-    train = load_beir(resolve_dataset(a.dataset), a.train_split, with_corpus=False)
+    from retriever.data.validation import policy_report
+
+    train = load_beir(resolve_dataset(a.dataset), a.train_split, policy_report(), with_corpus=False)
     cfg = LearnedPQConfig(mode=a.mode, epochs=a.epochs)
     index, enc, info = train_learned_pq(xb, doc_ids, _encoder_config(a), train.queries,
                                         train.qrels if a.mode == "jpq" else None, cfg, a.factory)
@@ -284,6 +309,8 @@ def cmd_run(a) -> tuple[int, dict]:
     from pipelines.run import PipelineRun
 
     config = load_config(a.config)
+    if config.run.strict and not a.skip_malformed:
+        os.environ["DRP_DATA_POLICY"] = "strict"
     overrides = {k: getattr(a, k) for k in ("ray_address", "storage", "cpus_per_worker") if getattr(a, k) is not None}
     if overrides:
         from dataclasses import replace
@@ -302,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="data_command", required=True)
-    p = data.add_parser("check", help="validate a BEIR folder or a single data file; exit 1 on problems")
+    p = data.add_parser("check", help="validate a BEIR folder or a single data file; exit 1 on corruption "
+                                      "(record-level problems that densepipe accepts are listed, exit 0)")
     p.add_argument("path")
     p.add_argument("--split", default=None, help="only this qrels split of a BEIR folder (default: all)")
     p.set_defaults(func=cmd_data_check)
@@ -393,10 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_learned_pq)
 
     p = sub.add_parser("mine", help="mine hard negatives (BM25 or dense) with false-negative filtering")
-    _add_dataset(p)
+    _add_dataset(p, split="train")
     _add_encoder(p)
     _add_ray(p)
-    p.set_defaults(split="train")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="ray: query shards on Ray actors")
     p.add_argument("--queries-per-shard", type=int, default=256)
     p.add_argument("--retriever", choices=("bm25", "dense"), default="dense")
@@ -412,9 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="contrastive fine-tuning (InfoNCE, in-batch + mined hard negatives) on Ray "
                        "Train; saves a sentence-transformers folder")
-    _add_dataset(p)
+    _add_dataset(p, split="train")
     _add_ray(p)
-    p.set_defaults(split="train")
     p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2", help="base model to fine-tune")
     p.add_argument("--pairs", nargs="*", default=[], help="mined Parquet tables (`densepipe mine`); none: "
                    "in-batch negatives from the qrels only")
@@ -489,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("--dry-run", action="store_true", help="print the plan (cached or not) and estimates only")
     _add_cluster(p)
+    _add_policy(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("plan", help="pick a variant from a finished sweep under a memory budget")
@@ -502,9 +529,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    from retriever.data.validation import reset_accepted
+
+    reset_accepted()
+    if getattr(a, "strict", False) or getattr(a, "skip_malformed", False):  # inherited by workers and children
+        os.environ["DRP_DATA_POLICY"] = "strict" if a.strict else "skip-malformed"
     try:
         with _stdout_to_stderr():
             code, result = a.func(a)
+            from retriever.data.validation import accepted_problems
+
+            if isinstance(result, dict) and accepted_problems():
+                result["data_problems"] = accepted_problems()
     except DensepipeError as e:
         print(f"densepipe: error: {e}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ class RunSection:
     ray_address: str | None = None  # None: a private local Ray; "auto", host:port or ray://host:10001
     storage: str | None = None  # the Ray workers' storage root (folder or s3://…); None: this machine's disk
     cpus_per_worker: float | None = None  # what each Ray worker of every stage asks for; None: 1 CPU
+    strict: bool = False  # refuse record-level data problems (empty documents, unknown judged ids) too
 
 
 @dataclass(frozen=True)

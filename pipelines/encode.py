@@ -183,7 +183,7 @@ def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file
     from pipelines.runtime import ClusterError, check_fits, init_ray, open_storage, worker_request
 
     init_ray(config.ray_address)
-    request = worker_request(config.cpus_per_worker, config.gpus_per_worker)
+    request = worker_request(config.cpus_per_worker, config.gpus_per_worker, config.num_workers)
     check_fits(request, config.num_workers, "encode")
     encoder_cfg = config.encoder
     if encoder_cfg.threads is None and not request["GPU"]:

@@ -92,7 +92,8 @@ def index_embeddings(emb_dir: str | os.PathLike, out_dir: str | os.PathLike, spe
     manifest = {"embeddings": str(emb_dir), "spec": _spec_key(spec), "factory": factory,
                 "search_params": spec.search_params, "parts": [f.name for f in folders], "num_vectors": total,
                 "estimated_index_bytes": int(total_index), "metric": spec.metric,
-                "shared_quantizer": len(groups) > 1}
+                "shared_quantizer": len(groups) > 1, "dim": int(d),
+                "document_model": shards[0].get("model"), "document_model_hash": shards[0].get("model_hash")}
     write_json(out_dir / "manifest.json", manifest)
     return manifest
 
@@ -115,3 +116,20 @@ def load_sharded(index_dir: str | os.PathLike, search_params: str | None = None,
         ids.extend(part_ids)
     sharded = ShardedIndex(parts, threads=threads, shared_quantizer=manifest.get("shared_quantizer", False))
     return sharded, ids, manifest
+
+
+def check_query_model(index_dir: str | os.PathLike, manifest: dict, model: str, dim: int) -> None:
+    """Refuse to search an index with a model whose query vectors do not belong to its document vectors: another
+    dimension, or another document model (a query tower trained against the index's document model is fine)."""
+    from retriever.encoders import document_model_hash, resolve_model
+
+    expected = manifest.get("dim") or manifest.get("build", {}).get("d")
+    if expected and int(expected) != dim:
+        raise DataError(str(index_dir), None, f"the index holds {expected}-dimensional vectors of "
+                        f"{manifest.get('document_model') or 'another model'}, but {model} gives {dim}-dimensional "
+                        "query vectors.", "search with the model the index was built from (or its query tower).")
+    recorded = manifest.get("document_model_hash")
+    if recorded and document_model_hash(resolve_model(model)) != recorded:
+        raise DataError(str(index_dir), None, f"the index was built from document vectors of "
+                        f"{manifest.get('document_model')} (hash {recorded}); {model} is another model.",
+                        "search with that model, a query tower fine-tuned against it, or rebuild the index.")

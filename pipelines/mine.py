@@ -95,9 +95,12 @@ def mine_pairs(job: MineJob) -> dict:
     ds = prep.dataset
     source, emb = _source(job, prep)
     source, emb = str(Path(source).resolve()), emb and str(Path(emb).resolve())  # actors have their own cwd
-    qids = sorted(q for q in ds.qrels if q in ds.queries)
+    from retriever.data.beir import corpus_positives
+
+    qrels = corpus_positives(ds.qrels, ds.corpus)  # a judged document missing from the corpus cannot be mined for
+    qids = sorted(q for q in qrels if q in ds.queries)
     shards = [qids[i:i + job.queries_per_shard] for i in range(0, len(qids), job.queries_per_shard)]
-    args = [({q: ds.queries[q] for q in s}, {q: ds.qrels[q] for q in s}) for s in shards]
+    args = [({q: ds.queries[q] for q in s}, {q: qrels[q] for q in s}) for s in shards]
     nodes: list[str] = []
     if job.engine == "ray":
         parts, nodes = _mine_on_ray(job, source, emb, args)
@@ -139,8 +142,8 @@ def _mine_on_ray(job: MineJob, source: str, emb: str | None, args: list) -> tupl
     from pipelines.runtime import check_fits, init_ray, worker_request
 
     init_ray(job.ray_address)
-    request = worker_request(job.cpus_per_worker, 0)
     workers = min(job.num_workers, len(args))
+    request = worker_request(job.cpus_per_worker, 0, workers)
     check_fits(request, workers, "mine")
     if job.storage:
         source, emb = _publish(job, source, emb)

@@ -84,7 +84,11 @@ def corpus_texts(job: PretrainJob) -> list[str]:
     from pipelines.workspace import write_corpus
 
     source = resolve_dataset(job.dataset)
-    corpus = read_corpus(source / "corpus.jsonl")
+    from retriever.data.validation import policy_report, warn_accepted
+
+    report = policy_report()
+    corpus = read_corpus(source / "corpus.jsonl", report)
+    warn_accepted(report, f"{source.name} corpus")
     if job.max_docs is not None:
         corpus = dict(list(corpus.items())[:job.max_docs])
     _, shards = write_corpus(corpus, source, job.docs_per_shard, job.max_docs)

@@ -47,8 +47,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True,
                   ignore_reinit_error=True)
     runtime_env: dict = {"worker_process_setup_hook": "pipelines.runtime.quiet_worker"}
+    global _PRIVATE
     if not address:
         ray.init(address="local", num_cpus=num_cpus, runtime_env=runtime_env, **kwargs)
+        _PRIVATE = True
     else:
         if address.startswith("ray://"):
             try:
@@ -106,10 +108,23 @@ def cluster_gpus() -> int:
     return int(ray.cluster_resources().get("GPU", 0))
 
 
-def worker_request(cpus_per_worker: float | None, gpus_per_worker: float | None) -> dict[str, float]:
-    """What one worker asks Ray for: 1 CPU by default, and 1 GPU when the cluster has GPUs."""
+_PRIVATE = False  # True once this process started its own local Ray (one node, all of it densepipe's)
+
+
+def worker_request(cpus_per_worker: float | None, gpus_per_worker: float | None,
+                   workers: int = 1) -> dict[str, float]:
+    """What one worker asks Ray for: 1 CPU by default on a cluster (never a share of the cluster's total), and 1
+    GPU when the cluster has GPUs. On the private local Ray densepipe starts itself, the machine is the job's:
+    the default there is the machine's CPUs shared between the workers (torch threads follow the request)."""
+    import ray
+
     gpus = gpus_per_worker if gpus_per_worker is not None else (1.0 if cluster_gpus() else 0.0)
-    cpus = cpus_per_worker if cpus_per_worker is not None else 1.0
+    if cpus_per_worker is not None:
+        cpus = cpus_per_worker
+    elif _PRIVATE:
+        cpus = float(max(1, int(ray.cluster_resources().get("CPU", 1)) // max(1, workers)))
+    else:
+        cpus = 1.0
     if cpus < 0 or gpus < 0:
         raise ConfigError(f"cpus_per_worker and gpus_per_worker must be >= 0, got {cpus} and {gpus}.")
     return {"CPU": float(cpus), "GPU": float(gpus)}

@@ -287,7 +287,7 @@ def run_on_ray(task, name: str) -> None:
 
     job = task.job
     init_ray(job.ray_address)
-    request = worker_request(getattr(job, "cpus_per_worker", None), None)
+    request = worker_request(getattr(job, "cpus_per_worker", None), None, job.num_workers)
     check_fits(request, job.num_workers, name)
     storage = Storage(job.storage) if getattr(job, "storage", None) else None
     key = f"{name}/{task.fingerprint}"

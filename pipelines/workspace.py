@@ -36,9 +36,16 @@ class Prepared:
 
 def prepare(dataset: str, split: str = "test", docs_per_shard: int = 50_000, root: Path | None = None,
             report: ValidationReport | None = None, max_docs: int | None = None) -> Prepared:
-    """Read and validate a BEIR dataset and write its corpus as Parquet shards (skipped when unchanged)."""
+    """Read and validate a BEIR dataset and write its corpus as Parquet shards (skipped when unchanged).
+    ``report``: where problems are counted; None: the data policy's (accepted record-level problems are counted
+    and warned about, corruption raises; see ``retriever/data/validation.py``)."""
+    from retriever.data.validation import policy_report, warn_accepted
+
     source = resolve_dataset(dataset)
+    if report is None:
+        report = policy_report()
     ds = load_beir(source, split, report)
+    warn_accepted(report, f"{source.name} ({split})")
     if max_docs is not None:
         ds = _slice(ds, max_docs)
     folder, corpus_dir = write_corpus(ds.corpus, source, docs_per_shard, max_docs, root)

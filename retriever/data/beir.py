@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 from dataclasses import dataclass
@@ -14,20 +13,46 @@ from retriever.data.validation import ValidationReport, flag
 from retriever.types import Corpus, DataError, Document, Qrels, Queries
 
 
-def open_text(path: str | os.PathLike) -> io.TextIOBase:
-    """Open a text file, transparently gunzipping ``.gz``; a missing file is a DataError."""
+class TextLines:
+    """A text file's lines, decoded as UTF-8 one line at a time so that a bad byte is a DataError naming file,
+    line and column (not a bare UnicodeDecodeError); a leading byte-order mark is dropped, and CRLF endings read
+    as LF. Iterate inside ``with``."""
+
+    def __init__(self, path: Path, report: ValidationReport | None = None):
+        self.path, self.report = path, report
+        self._f = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+    def __enter__(self) -> "TextLines":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._f.close()
+
+    def __iter__(self) -> Iterator[str]:
+        for lineno, raw in enumerate(self._f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:  # corruption: an error, or counted and skipped (--skip-malformed)
+                flag(self.report, "not_utf8", str(self.path), lineno, f"byte 0x{raw[e.start]:02x} at column "
+                     f"{e.start + 1} is not UTF-8.", "re-save the file as UTF-8 (for a Latin-1 file: "
+                     f"iconv -f latin1 -t utf-8 {self.path.name} > fixed), or pass --skip-malformed.")
+                continue
+            yield line[:-2] + "\n" if line.endswith("\r\n") else line
+
+
+def open_text(path: str | os.PathLike, report: ValidationReport | None = None) -> TextLines:
+    """Open a text file (UTF-8, transparently gunzipping ``.gz``); a missing file is a DataError; a line that is
+    not UTF-8 is flagged into ``report`` (an error when strict)."""
     p = Path(path)
     if not p.is_file():
         raise DataError(str(p), None, "file not found.", "check the path (datasets resolve under $DRP_DATA_DIR).")
-    if p.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8")
-    return open(p, encoding="utf-8")
+    return TextLines(p, report)
 
 
 def iter_jsonl(path: str | os.PathLike, report: ValidationReport | None) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-blank line; malformed lines are flagged."""
     path = str(path)
-    with open_text(path) as f:
+    with open_text(path, report) as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -83,10 +108,9 @@ def read_corpus(path: str | os.PathLike, report: ValidationReport | None = None)
             flag(report, "missing_text", path, lineno, f"document {did!r}: 'text' is not a string.",
                  "store the text as a JSON string.")
             continue
-        if not text.strip() and not title.strip():
-            flag(report, "empty_text", path, lineno, f"document {did!r} has empty title and text.",
-                 "drop the document or fill in its text.")
-            continue
+        if not text.strip() and not title.strip():  # accepted: still a document, it just matches nothing lexically
+            flag(report, "empty_document", path, lineno, f"document {did!r} has empty title and text (kept).",
+                 "drop the document or fill in its text; --skip-malformed counts it, --strict refuses it.")
         seen[did] = lineno
         corpus[did] = Document(id=did, text=text, title=title)
     if not corpus:
@@ -108,10 +132,9 @@ def read_queries(path: str | os.PathLike, report: ValidationReport | None = None
             flag(report, "missing_text", path, lineno, f"query {qid!r} has no string 'text' field.",
                  "add the query text as 'text'.")
             continue
-        if not text.strip():
-            flag(report, "empty_text", path, lineno, f"query {qid!r} has empty text.",
+        if not text.strip():  # accepted: searched as it is (it finds nothing lexically)
+            flag(report, "empty_query", path, lineno, f"query {qid!r} has empty text (kept).",
                  "drop the query or fill in its text.")
-            continue
         seen[qid] = lineno
         queries[qid] = text
     if not queries:
@@ -124,7 +147,7 @@ def read_qrels(path: str | os.PathLike, report: ValidationReport | None = None) 
     path = str(path)
     qrels: Qrels = {}
     seen: dict[tuple[str, str], int] = {}
-    with open_text(path) as f:
+    with open_text(path, report) as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -144,16 +167,21 @@ def read_qrels(path: str | os.PathLike, report: ValidationReport | None = None) 
                 flag(report, "malformed_qrels", path, lineno, f"relevance {rel!r} is not an integer.",
                      "use integer grades (0 = not relevant).")
                 continue
-            if (qid, did) in seen:
+            if (qid, did) in seen:  # accepted: the last judgment wins, as BEIR's loader reads the file
                 flag(report, "duplicate_judgment", path, lineno,
-                     f"query {qid!r} judges document {did!r} twice (first on line {seen[(qid, did)]}).",
-                     "keep one judgment per (query, document) pair.")
-                continue
+                     f"query {qid!r} judges document {did!r} twice (first on line {seen[(qid, did)]}; the last "
+                     "one counts).", "keep one judgment per (query, document) pair.")
             seen[(qid, did)] = lineno
             qrels.setdefault(qid, {})[did] = grade
     if not qrels:
         raise DataError(path, None, "no judgments.", "check that this is a qrels file.")
     return qrels
+
+
+def corpus_positives(qrels: Qrels, corpus: Corpus) -> Qrels:
+    """Qrels restricted to documents in the corpus (for training and mining, which need the document's text)."""
+    out = {q: {d: r for d, r in docs.items() if d in corpus} for q, docs in qrels.items()}
+    return {q: docs for q, docs in out.items() if docs}
 
 
 def check_qrels_ids(qrels: Qrels, queries: Queries, corpus: Corpus | None, path: str,
@@ -167,11 +195,11 @@ def check_qrels_ids(qrels: Qrels, queries: Queries, corpus: Corpus | None, path:
             continue
         kept = {}
         for did, rel in docs.items():
-            if corpus is not None and did not in corpus:
+            if corpus is not None and did not in corpus:  # accepted: kept for evaluation, never retrieved
                 flag(report, "unknown_document", path, None,
-                     f"qrels for query {qid!r} name document {did!r}, which is not in the corpus.",
+                     f"qrels for query {qid!r} name document {did!r}, which is not in the corpus (kept: it counts "
+                     "as relevant and is never retrieved, as in trec_eval).",
                      "add the document to the corpus, or remove the judgment.")
-                continue
             kept[did] = rel
         if kept:
             clean[qid] = kept

@@ -66,6 +66,12 @@ def read_embeddings(out_dir: str | os.PathLike) -> tuple[list[dict], list[tuple[
     """All shards of a finished encode: (manifests, [(ids, vectors)]) in shard order."""
     out = Path(out_dir)
     top = out / "manifest.json"
+    if not out.is_dir():
+        raise DataError(str(out), None, "no such embeddings folder.",
+                        "check the path: `densepipe encode` prints the folder it wrote as \"embeddings\".")
+    if not any(out.glob("emb-*.json")):
+        raise DataError(str(out), None, "not an embeddings folder (no emb-*.json shard manifests).",
+                        "point --embeddings at a folder that `densepipe encode` wrote.")
     if not top.is_file():
         raise DataError(str(top), None, "embeddings are incomplete (no top-level manifest).",
                         "rerun `densepipe encode`; it resumes where it stopped.")

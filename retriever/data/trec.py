@@ -13,7 +13,7 @@ from retriever.types import Corpus, DataError, Document, Queries, Run
 
 def _read_id_text_tsv(path: str, report: ValidationReport | None, what: str) -> dict[str, tuple[int, str]]:
     rows: dict[str, tuple[int, str]] = {}
-    with open_text(path) as f:
+    with open_text(path, report) as f:
         for lineno, line in enumerate(f, start=1):
             line = line.rstrip("\n").rstrip("\r")
             if not line.strip():
@@ -24,10 +24,9 @@ def _read_id_text_tsv(path: str, report: ValidationReport | None, what: str) -> 
                 flag(report, "malformed_tsv", path, lineno, f"expected '<id>\\t<{what}>', found no tab.",
                      f"separate the id and the {what} with one tab.")
                 continue
-            if not text.strip():
-                flag(report, "empty_text", path, lineno, f"{what} {rid!r} has empty text.",
-                     f"drop the line or fill in the {what}.")
-                continue
+            if not text.strip():  # accepted: an empty passage is still a passage, an empty query still a query
+                flag(report, "empty_query" if what == "query" else "empty_document", path, lineno,
+                     f"{what} {rid!r} has empty text (kept).", f"drop the line or fill in the {what}.")
             if rid in rows:
                 flag(report, "duplicate_id", path, lineno, f"duplicate id {rid!r} (first seen on line {rows[rid][0]}).",
                      "make ids unique.")
@@ -66,7 +65,7 @@ def read_run(path: str | os.PathLike, report: ValidationReport | None = None) ->
     """Read a TREC run file (six whitespace-separated columns)."""
     path = str(path)
     run: Run = {}
-    with open_text(path) as f:
+    with open_text(path, report) as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
