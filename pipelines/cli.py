@@ -60,13 +60,17 @@ def _add_ray(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-workers", type=int, default=1, help="Ray workers for this command")
 
 
-def _add_encoder(p: argparse.ArgumentParser) -> None:
+def _add_encoder(p: argparse.ArgumentParser, shards: bool = True, dtype: bool = True) -> None:
+    """The encoder's options; ``shards`` / ``dtype``: only for commands that cut the corpus into shards / store
+    vectors (an option a command would ignore is not offered)."""
     p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2",
                    help="hub name, packaged model or folder")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-seq-length", type=int, default=None)
-    p.add_argument("--docs-per-shard", type=int, default=50_000)
-    p.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="stored vector type")
+    if shards:
+        p.add_argument("--docs-per-shard", type=int, default=50_000)
+    if dtype:
+        p.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="stored vector type")
 
 
 def _add_loop(p: argparse.ArgumentParser, defaults) -> None:
@@ -86,7 +90,8 @@ def _add_loop(p: argparse.ArgumentParser, defaults) -> None:
 def _encoder_config(a):
     from retriever.encoders import EncoderConfig
 
-    return EncoderConfig(model=a.model, batch_size=a.batch_size, max_seq_length=a.max_seq_length, dtype=a.dtype)
+    return EncoderConfig(model=a.model, batch_size=a.batch_size, max_seq_length=a.max_seq_length,
+                         dtype=getattr(a, "dtype", "float32"))
 
 
 def cmd_data_check(a) -> tuple[int, dict]:
@@ -229,12 +234,20 @@ def cmd_learned_pq(a) -> tuple[int, dict]:
     from retriever.data.validation import policy_report
 
     train = load_beir(resolve_dataset(a.dataset), a.train_split, policy_report(), with_corpus=False)
+    from indexes import IndexSpec, build_index
+    from retriever.encoders import BiEncoder
+
     cfg = LearnedPQConfig(mode=a.mode, epochs=a.epochs)
+    base = build_index(xb, IndexSpec(a.factory))[0]
+    # the same index with its k-means codebooks and the untrained query encoder: what learning must beat
+    before = evaluate_index(base, BiEncoder(_encoder_config(a)), doc_ids, prep.dataset.queries, prep.dataset.qrels)
     index, enc, info = train_learned_pq(xb, doc_ids, _encoder_config(a), train.queries,
-                                        train.qrels if a.mode == "jpq" else None, cfg, a.factory)
+                                        train.qrels if a.mode == "jpq" else None, cfg, a.factory, base_index=base)
     info["metrics"] = evaluate_index(index, enc, doc_ids, prep.dataset.queries, prep.dataset.qrels)
+    info["metrics_before"] = before
     export(a.output, index, enc, doc_ids, info)
-    return 0, {"output": a.output, **{k: info[k] for k in ("mode", "factory", "losses", "train_s", "metrics")}}
+    return 0, {"output": a.output, **{k: info[k] for k in ("mode", "factory", "losses", "train_s", "metrics",
+                                                           "metrics_before")}}
 
 
 def cmd_mine(a) -> tuple[int, dict]:
@@ -245,7 +258,8 @@ def cmd_mine(a) -> tuple[int, dict]:
                        margin=None if a.margin <= 0 else a.margin, margin_mode=a.margin_mode, seed=a.seed)
     job = MineJob(a.dataset, a.output, a.retriever, a.split, cfg, _encoder_config(a), a.engine, a.num_workers,
                   a.queries_per_shard, ray_address=a.ray_address, storage=a.storage,
-                  cpus_per_worker=a.cpus_per_worker, docs_per_shard=a.docs_per_shard, max_docs=a.max_docs)
+                  cpus_per_worker=a.cpus_per_worker, docs_per_shard=a.docs_per_shard, max_docs=a.max_docs,
+                  bm25_k1=a.k1, bm25_b=a.b)
     return 0, mine_pairs(job)
 
 
@@ -391,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="search an index with encoded queries, write and evaluate a run")
     _add_dataset(p)
-    _add_encoder(p)
+    _add_encoder(p, shards=False, dtype=False)
     p.add_argument("--index", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--k", type=int, default=1000)
@@ -434,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-negatives", type=int, default=8)
     p.add_argument("--margin", type=float, default=0.95, help="positive-aware filter; 0 turns it off")
     p.add_argument("--margin-mode", choices=("relative", "absolute"), default="relative")
+    p.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (--retriever bm25)")
+    p.add_argument("--b", type=float, default=0.4, help="BM25 b (--retriever bm25)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_mine)
 
@@ -478,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("hyde", help="HyDE: generate hypothetical documents per query (cached), average their "
                        "embeddings with the query's, search and evaluate")
     _add_dataset(p)
-    _add_encoder(p)
+    _add_encoder(p, shards=False)
     _add_ray(p)
     p.add_argument("--output", required=True, help="folder: generations/ cache, query_vectors.parquet, run.trec")
     p.add_argument("--generator", default="smollm2", help="smollm2 | gemma3-270m | a model folder | a .gguf "
@@ -508,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-docs", type=int, default=None)
     p.add_argument("--no-bm25", action="store_true")
     p.add_argument("--output", default="leaderboard", help="folder for runs and leaderboard.{md,json}")
-    _add_encoder(p)
+    _add_encoder(p, shards=False)
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("run", help="run a pipeline config (TOML or YAML); unchanged stages are skipped")

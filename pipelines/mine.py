@@ -39,6 +39,8 @@ class MineJob:
     docs_per_shard: int = 50_000
     max_docs: int | None = None
     embeddings: str | None = None  # finished corpus embeddings of ``encoder`` (default: the work cache's)
+    bm25_k1: float = 0.9  # BM25's parameters when retriever = "bm25" ([bm25] k1 and b in a pipeline config)
+    bm25_b: float = 0.4
 
     def __post_init__(self) -> None:
         if self.retriever not in ("bm25", "dense"):
@@ -58,7 +60,8 @@ class MineShard:
         if job.retriever == "bm25":
             from retriever.sparse import BM25Config, BM25Searcher
 
-            self.searcher, self.score_fn = BM25Searcher(source, BM25Config()), None
+            self.searcher = BM25Searcher(source, BM25Config(k1=job.bm25_k1, b=job.bm25_b))
+            self.score_fn = None
         else:
             from pipelines.baselines import flat_searcher
 

@@ -68,7 +68,9 @@ class PipelineRun:
         pretrained = ["pretrain"] if "pretrain" in stages else []
         return {"pretrain": ["prepare"], "bm25": ["prepare"], "encode": ["prepare", *pretrained], "dense": ["encode"],
                 "mine": ["prepare"] + (["encode"] if self.config.mine and "dense" in self.config.mine.retrievers
-                                       else []),
+                                       else [])
+                        + (["bm25"] if "bm25" in stages and self.config.mine and "bm25" in self.config.mine.retrievers
+                           else []),  # [bm25] k1 and b shape the BM25 negatives
                 "train": ["prepare", "encode"] + (["mine"] if "mine" in stages else []),
                 "encode_tuned": ["train"], "index": [final_vectors], "search": ["index", *tuned],
                 "compress": [final_vectors, *tuned]}[stage]
@@ -207,12 +209,14 @@ class PipelineRun:
         cfg = MiningConfig(depth=c.depth, num_negatives=c.num_negatives, margin=c.margin or None,
                            margin_mode=c.margin_mode,
                            rank_range=(1, c.depth))
+        bm25 = {"bm25_k1": self.config.bm25.k1, "bm25_b": self.config.bm25.b} if self.config.bm25 else {}
         tables = {}
         for retriever in c.retrievers:
             job = MineJob(r.dataset, str(self.dir / "mine" / f"{retriever}.parquet"), retriever, c.split, cfg,
                           self._encoder(), c.engine, c.num_workers, ray_address=r.ray_address,
                           storage=r.storage, cpus_per_worker=r.cpus_per_worker,
-                          docs_per_shard=r.docs_per_shard, max_docs=r.max_docs, embeddings=str(self._embeddings()))
+                          docs_per_shard=r.docs_per_shard, max_docs=r.max_docs, embeddings=str(self._embeddings()),
+                          **bm25)
             tables[retriever] = mine_pairs(job)
         return {"tables": {k: v["output"] for k, v in tables.items()},
                 "reports": {k: v["report"] for k, v in tables.items()}}

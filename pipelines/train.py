@@ -176,11 +176,37 @@ def save_trained(model, out: Path, info: dict, state: TrainState, title: str) ->
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(str(tmp))
     write_json(tmp / TRAINING_INFO, info)
+    if info.get("document_encoder"):
+        _query_tower_card(tmp, info)
     write_json(out / "loss.json", {"losses": state.losses, "evals": state.evals})
     plot_losses(state.losses, out / "loss.png", title, state.evals)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     shutil.rmtree(out / "checkpoint", ignore_errors=True)
+
+
+def _query_tower_card(folder: Path, info: dict) -> None:
+    """A query-tower model routes queries and documents to different weights; plain ``encode()`` takes the
+    document route. Say so at the top of the folder's model card."""
+    card = folder / "README.md"
+    rest = card.read_text() if card.is_file() else ""
+    card.write_text(f"""# Query tower fine-tuned by densepipe
+
+Queries go to the fine-tuned weights, documents to the base model's ({info["document_encoder"]}), so the
+corpus vectors of the base model are reused as they are. **Use the query route for queries**:
+
+```python
+from sentence_transformers import SentenceTransformer
+
+model = SentenceTransformer("{folder.parent.name}/model")
+q = model.encode_query(["what causes malaria?"])        # the fine-tuned query weights
+d = model.encode_document(["Malaria is caused by ..."])  # the base model's document weights
+```
+
+Plain `model.encode(...)` takes the *document* route (the base model): it returns document vectors, not query
+vectors. Training record: `densepipe_training.json`.
+
+""" + rest)
 
 
 def _fingerprint(job: TrainJob, examples: list[TrainingExample], held: list[str]) -> str:

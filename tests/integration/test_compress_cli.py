@@ -41,7 +41,9 @@ def test_learned_pq_jpq_exports_standard_artifacts(scifact_slice, tmp_path, caps
     # the slice has only a test split: train on it here (the benchmark trains on SciFact's train split)
     out = _run_cli(capsys, "learned-pq", "--dataset", str(scifact_slice), "--train-split", "test", "--mode", "jpq",
                    "--factory", "PQ8", "--epochs", "1", "--output", str(tmp_path / "lpq"))
-    assert out["metrics"]["ndcg@10"] > 0.3 and len(out["losses"]) == 1
+    assert len(out["losses"]) == 1
+    # trained and evaluated on the same queries: learning the codebooks and the query encoder must help there
+    assert out["metrics"]["ndcg@10"] > out["metrics_before"]["ndcg@10"]
     index = faiss.read_index(str(tmp_path / "lpq" / "index" / "index.faiss"))
     model = SentenceTransformer(str(tmp_path / "lpq" / "query_encoder"), device="cpu")
     D, I = index.search(model.encode(["vitamin D"], normalize_embeddings=False), 5)

@@ -39,6 +39,8 @@ def test_killed_pretraining_resumes(scifact_slice, tiny_model, tmp_path, mlm_wei
     assert resumed["steps"] == unbroken["steps"] == 4 and resumed["labels_used"].startswith("none")
     a, b = _weights(tmp_path / "killed" / "model"), _weights(tmp_path / "unbroken" / "model")
     assert all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
+    base = _weights(tiny_model)  # and the four steps did move the weights (an untrained copy would also match)
+    assert max(float(np.abs(a[k] - base[k]).max()) for k in base if k in a) > 1e-4
     assert run_pretraining(job)["skipped"]
     if mlm_weight:
         logged = json.loads((tmp_path / "killed" / "loss.json").read_text())["losses"]

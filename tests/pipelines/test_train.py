@@ -98,13 +98,74 @@ def test_bad_pairs_files_and_configs_are_clear_errors(toy_beir, tiny_model, tmp_
 
 
 @pytest.mark.ray
-def test_training_on_ray_train(toy_beir, tiny_model, tmp_path, capsys, monkeypatch):
+def test_training_on_ray_train_equals_the_local_engine(toy_beir, tiny_model, tmp_path, capsys, monkeypatch):
     from tests.conftest import run_cli
 
     monkeypatch.chdir(tmp_path)  # a relative output: Ray Train workers run in another working directory
-    out = run_cli(capsys, "train", "--dataset", str(toy_beir), "--model", str(tiny_model), "--output",
-                  "ray-out", "--negatives", "0", "--epochs", "1", "--batch-size", "4", "--lr", "1e-3")
-    assert out["steps"] == 4 and (tmp_path / "ray-out" / "model" / "densepipe_training.json").is_file()
+    args = ["train", "--dataset", str(toy_beir), "--model", str(tiny_model), "--negatives", "0", "--epochs", "1",
+            "--batch-size", "4", "--lr", "1e-3"]
+    out = run_cli(capsys, *args, "--output", "ray-out")
+    local = run_cli(capsys, *args, "--engine", "local", "--output", "local-out")
+    assert out["steps"] == local["steps"] == 4
+    a, b = _weights(tmp_path / "ray-out" / "model"), _weights(tmp_path / "local-out" / "model")
+    assert a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert out["final_loss"] == pytest.approx(local["final_loss"], rel=1e-6)
+
+
+def _train_in_child(job: TrainJob, extra: str = "") -> subprocess.Popen:
+    code = (f"from pipelines.train import TrainJob, run_training\nfrom retriever.training import TrainConfig\n"
+            f"{extra}job = {job!r}\nrun_training(job)\n")
+    return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_killed_from_outside_at_any_moment_resumes_to_the_same_weights(toy_beir, tiny_model, tmp_path):
+    """SIGKILL from another process at moments that do not line up with steps (seeded), then resume."""
+    import random
+    import signal
+    import time
+
+    unbroken = _job(toy_beir, tiny_model, tmp_path / "unbroken", epochs=3, checkpoint_every=1)
+    run_training(unbroken)
+    rng = random.Random(7)
+    job = _job(toy_beir, tiny_model, tmp_path / "killed", epochs=3, checkpoint_every=1)
+    for _ in range(2):
+        proc = _train_in_child(job)
+        deadline = time.time() + 120
+        while time.time() < deadline and not (tmp_path / "killed" / "checkpoint" / "checkpoint.pt").exists() \
+                and not (tmp_path / "killed" / "model").exists():
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert run_training(job)["steps"] == 12
+    a, b = _weights(tmp_path / "killed" / "model"), _weights(tmp_path / "unbroken" / "model")
+    assert all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_killed_in_the_middle_of_a_checkpoint_write_keeps_the_previous_checkpoint(toy_beir, tiny_model, tmp_path):
+    """The third checkpoint write dies half-way (a partial file, then SIGKILL): the resumed run starts from the
+    second checkpoint and still ends on the unbroken run's weights."""
+    job = _job(toy_beir, tiny_model, tmp_path / "killed", checkpoint_every=1)
+    die = ("import os, signal, torch\nimport retriever.training.checkpoint as ck\n_save = torch.save\ncalls = []\n"
+           "def dying_save(obj, path, *a, **k):\n"
+           "    calls.append(1)\n"
+           "    if len(calls) == 3:\n"
+           "        open(path, 'wb').write(b'half a checkpoint')\n"
+           "        os.kill(os.getpid(), signal.SIGKILL)\n"
+           "    return _save(obj, path, *a, **k)\n"
+           "torch.save = dying_save\n")
+    proc = _train_in_child(job, die)
+    proc.wait(timeout=300)
+    assert proc.returncode == -9, proc.stderr.read()[-2000:]
+    import torch
+
+    assert torch.load(tmp_path / "killed" / "checkpoint" / "checkpoint.pt", weights_only=False)["state"]["step"] == 2
+    resumed = run_training(job)
+    run_training(_job(toy_beir, tiny_model, tmp_path / "unbroken", checkpoint_every=1))
+    assert resumed["steps"] == 8
+    a, b = _weights(tmp_path / "killed" / "model"), _weights(tmp_path / "unbroken" / "model")
+    assert all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
 def test_cli_trains_with_the_api_recipe():

@@ -11,7 +11,7 @@ from pipelines.cli import main
 from retriever.data import (ValidationReport, load_beir, read_corpus, read_qrels, read_queries, read_run,
                             read_topics, resolve_dataset, write_run)
 from retriever.types import DataError
-from tests.conftest import DATA, SCIFACT, write_beir
+from tests.conftest import DATA, SCIFACT, need_data, write_beir
 
 
 def _lines(tmp_path, name, lines):
@@ -48,15 +48,25 @@ def test_lenient_mode_counts_and_skips(tmp_path):
                                              '{"_id": "2", "text": ""}', '', '{"_id": "3", "title": "T", "text": ""}'])
     report = ValidationReport()
     corpus = read_corpus(path, report)
-    assert sorted(corpus) == ["1", "3"] and corpus["1"].text == "a" and corpus["3"].joined() == "T"
-    assert report.counts == {"malformed_json": 1, "duplicate_id": 1, "empty_text": 1}
-    assert report.total == 3 and not report.ok
+    # the empty document is kept (an accepted record-level problem), the corrupt line and the duplicate skipped
+    assert sorted(corpus) == ["1", "2", "3"] and corpus["1"].text == "a" and corpus["3"].joined() == "T"
+    assert corpus["2"].joined() == ""
+    assert report.counts == {"malformed_json": 1, "duplicate_id": 1, "empty_document": 1}
+    assert report.total == 3 and not report.ok and report.corrupt == 2
+
+
+def test_the_default_policy_accepts_record_level_problems_and_stops_at_corruption(tmp_path):
+    path = _lines(tmp_path, "corpus.jsonl", ['{"_id": "1", "text": ""}', '{"_id": "2", "text": "b"}', '{bad'])
+    report = ValidationReport(accept_only=True)
+    with pytest.raises(DataError, match=r"corpus.jsonl:3: malformed JSON"):
+        read_corpus(path, report)
+    assert report.counts == {"empty_document": 1}
 
 
 def test_queries_errors(tmp_path):
     path = _lines(tmp_path, "queries.jsonl", ['{"_id": "q1", "text": "x"}', '{"_id": "q2", "text": ""}'])
     with pytest.raises(DataError, match=r"queries.jsonl:2: query 'q2' has empty text"):
-        read_queries(path)
+        read_queries(path)  # strict (no report): even an accepted problem is an error
     path = _lines(tmp_path, "q2.jsonl", ['{"_id": "q1"}'])
     with pytest.raises(DataError, match="no string 'text' field"):
         read_queries(path)
@@ -114,8 +124,7 @@ def test_tsv_topics_and_run_round_trip(tmp_path):
 
 def test_real_trec_and_msmarco_files():
     tq = DATA / "topics-qrels"
-    if not tq.is_dir():
-        pytest.skip("topics-qrels not present")
+    need_data(tq)
     dev = read_topics(tq / "topics.msmarco-passage.dev-subset.txt")
     assert len(dev) == 6980
     qrels = read_qrels(tq / "qrels.msmarco-passage.dev-subset.txt")
@@ -127,8 +136,7 @@ def test_real_trec_and_msmarco_files():
 
 
 def test_scifact_loads_clean():
-    if not SCIFACT.is_dir():
-        pytest.skip("SciFact not present")
+    need_data(SCIFACT)
     report = ValidationReport()
     ds = load_beir(SCIFACT, "test", report)
     assert report.ok and len(ds.corpus) == 5183 and len(ds.queries) == 300
@@ -153,8 +161,9 @@ def test_cli_data_check_reports_every_problem(tmp_path, capsys):
         f.write("{oops\n")
     assert main(["data", "check", str(folder)]) == 1
     out = json.loads(capsys.readouterr().out)
-    assert out["problems"] == {"duplicate_id": 1, "empty_text": 1, "malformed_json": 1, "missing_text": 1,
+    assert out["problems"] == {"duplicate_id": 1, "empty_document": 1, "malformed_json": 1, "missing_text": 1,
                                "unknown_document": 1}
+    assert out["accepted"] == 2 and out["corrupt"] == 3
     assert any("corpus.jsonl:4: malformed JSON" in e for e in out["examples"])
 
 
