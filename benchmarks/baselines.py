@@ -3,8 +3,7 @@ each beside its published figure. Writes benchmarks/results/baselines_<dataset>.
 
     python benchmarks/baselines.py --dataset scifact
 
-Published figures: BM25 flat nDCG@10 from Pyserini's BEIR regressions (0.6789 on SciFact); all-MiniLM-L6-v2
-from the MTEB leaderboard (0.6451 on SciFact). Both searches drop a hit whose id equals the query id, as
+Published figures come from ``pipelines/published.py`` (the module the reports use too). Both searches drop a hit whose id equals the query id, as
 Anserini's -removeQuery and BEIR's ignore_identical_ids do.
 """
 
@@ -12,17 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PUBLISHED = {  # nDCG@10 on the test split; source in the docstring
-    "scifact": {"bm25-flat": 0.6789, "sentence-transformers/all-MiniLM-L6-v2": 0.6451},
-}
 
 
 def cli(*args: str) -> dict:
@@ -54,7 +48,11 @@ def main() -> None:
     a = ap.parse_args()
     runs = Path(a.runs_dir)
     runs.mkdir(parents=True, exist_ok=True)
-    published = PUBLISHED.get(a.dataset, {})
+    from pipelines.published import published as reference
+
+    sys.path.insert(0, str(HERE))
+    from provenance import provenance
+
     common = ["--dataset", a.dataset, "--split", a.split, "--remove-query"]
     bm25 = cli("bm25", *common, "--output", str(runs / f"{a.dataset}.bm25.trec"))
     dense = cli("dense", *common, "--model", a.model, "--engine", "ray",
@@ -63,11 +61,10 @@ def main() -> None:
     for name, res in (("bm25-flat", bm25), (a.model, dense)):
         rows.append({"method": name, **{k: res["metrics"][k] for k in ("ndcg@10", "mrr@10", "recall@100",
                                                                         "recall@1000")},
-                     "published": published.get(name), "wall_s": res["wall_s"], "seconds": res["seconds"],
+                     "published": reference(a.dataset, "bm25" if name == "bm25-flat" else name), "wall_s": res["wall_s"], "seconds": res["seconds"],
                      "run": res["run"]})
     result = {"benchmark": "baselines", "dataset": a.dataset, "split": a.split, "rows": rows,
-              "command": "python benchmarks/baselines.py " + " ".join(sys.argv[1:]),
-              "python": platform.python_version(), "cpus": os.cpu_count()}
+              **provenance("baselines.py")}
     out = Path(a.output or HERE / "results" / f"baselines_{a.dataset}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -39,13 +38,14 @@ def _toml(config: dict) -> str:
                    for name, section in config.items())
 
 
-def variant(base: dict, engine: str, workers: int, output: str) -> dict:
+def variant(base: dict, engine: str, workers: int, train_workers: int, output: str) -> dict:
     config = {name: dict(section) for name, section in base.items()}
     config["run"]["output"] = output
     for name in RAY_SECTIONS:
         if name in config:
             config[name]["engine"] = engine
-            config[name]["num_workers"] = workers if engine == "ray" else 1
+            n = train_workers if name in ("train", "pretrain") else workers
+            config[name]["num_workers"] = n if engine == "ray" else 1
     return config
 
 
@@ -85,7 +85,10 @@ def _max_diff(a: dict, b: dict) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default=str(ROOT / "configs" / "quick.toml"))
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2, help="Ray workers of encode and mine")
+    ap.add_argument("--train-workers", type=int, default=1,
+                    help="Ray Train workers (with 2, the in-batch negatives are gathered, but each worker draws its "
+                         "own dropout masks, so the weights differ from one worker's by dropout noise)")
     ap.add_argument("--output", default=str(HERE / "results" / "cluster.json"))
     args = ap.parse_args()
     base = tomllib.loads(Path(args.config).read_text())
@@ -99,7 +102,7 @@ def main() -> None:
         folder = tmp / name.replace(" ", "-")
         folder.mkdir()
         row_env = {**env, "DRP_WORK_DIR": str(folder / "work")}
-        rows[name] = run(variant(base, engine, args.workers, str(folder / "run")), folder, [], row_env)
+        rows[name] = run(variant(base, engine, args.workers, args.train_workers, str(folder / "run")), folder, [], row_env)
         print(name, rows[name]["wall_s"], "s", flush=True)
 
     import boto3
@@ -122,7 +125,7 @@ def main() -> None:
         folder = tmp / "cluster"
         folder.mkdir()
         storage = f"s3://densepipe-bench/run?endpoint_override=127.0.0.1:{port}&scheme=http"
-        rows["2-node cluster + S3"] = run(variant(base, "ray", args.workers, str(folder / "run")), folder,
+        rows["2-node cluster + S3"] = run(variant(base, "ray", args.workers, args.train_workers, str(folder / "run")), folder,
                                           ["--ray-address", cluster.address, "--storage", storage],
                                           {**env, "DRP_WORK_DIR": str(folder / "work")})
         print("cluster", rows["2-node cluster + S3"]["wall_s"], "s", flush=True)
@@ -134,10 +137,11 @@ def main() -> None:
     for r in rows.values():
         r["ratio_wall_to_in_process"] = round(r["wall_s"] / ref["wall_s"], 2)
         r["max_metric_diff_vs_in_process"] = round(_max_diff(r["metrics"], ref["metrics"]), 6)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    out = {"command": "python benchmarks/cluster.py " + " ".join(sys.argv[1:]), "config": args.config,
-           "workers": args.workers, "commit": commit, "versions": _versions(),
-           "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "rows": rows}
+    sys.path.insert(0, str(HERE))
+    from provenance import provenance
+
+    out = {**provenance("cluster.py"), "config": args.config, "workers": args.workers,
+           "train_workers": args.train_workers, "versions_extra": _versions(), "rows": rows}
     Path(args.output).write_text(json.dumps(out, indent=2) + "\n")
     for name, r in rows.items():
         print(f"| {name} | {r['wall_s']} | {r['ratio_wall_to_in_process']} | {r['max_metric_diff_vs_in_process']} |")

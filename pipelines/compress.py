@@ -113,6 +113,11 @@ def plot(rows: list[SweepRow], metric: str, path: Path, title: str) -> None:
     ax.step([r.index_bytes / 1e6 for r in front], [r.metrics[metric] for r in front], where="post",
             color="tab:red", label="Pareto front")
     ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 0.1, 1, 10: not 10^-1 beside 2x10^-1
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("index size (MB, log scale)")
     ax.set_ylabel(metric)
     ax.set_title(title)

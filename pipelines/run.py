@@ -269,8 +269,7 @@ class PipelineRun:
         rows = compress_prepared(self.prep(), self._final_embeddings(), self._final_encoder(), self.dir / "compress",
                                  self.config.compress.variants, self.progress)
         out = {"sweep": str(self.dir / "compress" / "sweep.json"),
-               "rows": [{"name": r.name, "index_bytes": r.index_bytes, "ndcg@10": r.metrics["ndcg@10"]}
-                        for r in rows]}
+               "rows": [{"name": r.name, "index_bytes": r.index_bytes, **r.metrics} for r in rows]}
         if self.config.compress.memory_budget:
             from indexes import parse_bytes
             from indexes.compress import pick
@@ -284,14 +283,23 @@ class PipelineRun:
         from pipelines.report_html import markdown_to_html
 
         r = self.config.run
-        from pipelines.published import published as reference
+        from pipelines.published import published
+
+        reference = published
 
         dataset = Path(r.dataset).name
         base = self.config.encode.model if self.config.encode else None
         pretrained = self.config.pretrain is not None
         if pretrained:
             base = f"{base} + {self.config.pretrain.task} pretraining"
-        lines = [f"# densepipe run: {r.dataset} ({r.split})", "", "## Metrics", "",
+        prep = self.prep()
+        if r.max_docs is not None:  # a subset: published full-corpus figures do not apply
+            title = (f"{r.dataset} ({r.split}): first {len(prep.dataset.corpus):,} documents, "
+                     f"{len(prep.dataset.queries):,} queries judged on them")
+            reference = lambda *_: None  # noqa: E731
+        else:
+            title = f"{r.dataset} ({r.split}): {len(prep.dataset.corpus):,} documents, {len(prep.dataset.queries):,} queries"
+        lines = [f"# densepipe run: {title}", "", "## Metrics", "",
                  "| system | nDCG@10 | published nDCG@10 | MRR@10 | Recall@100 |", "|---|---|---|---|---|"]
 
         def row(name: str, m: dict, reference) -> None:
@@ -312,8 +320,10 @@ class PipelineRun:
         if "compress" in results:
             for c in results["compress"]["rows"]:
                 if c["name"].startswith(("pq", "opq", "ivf")):
+                    cells = " | ".join(f"{c[m]:.4f}" if isinstance(c.get(m), float) else "–"
+                                       for m in ("mrr@10", "recall@100"))
                     lines.append(f"| {'fine-tuned ' if 'train' in results else ''}{base} · {c['name']} "
-                                 f"({c['index_bytes'] / 1e6:.2f} MB) | {c['ndcg@10']:.4f} | – | | |")
+                                 f"({c['index_bytes'] / 1e6:.2f} MB) | {c['ndcg@10']:.4f} | – | {cells} |")
         if "pretrain" in results:
             p = results["pretrain"]
             lines += ["", "## Pretraining", "",

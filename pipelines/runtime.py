@@ -55,7 +55,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         if address.startswith("ray://"):
             try:
                 import ray.util.client  # noqa: F401
-                import grpc  # noqa: F401
+                import grpc  # noqa: F401 (Ray Client needs it)
             except ImportError as e:
                 raise ConfigError(f"--ray-address {address}: Ray Client needs `pip install 'ray[client]'` on this "
                                   "machine (the same Ray version as the cluster).") from e

@@ -262,8 +262,11 @@ class OpenAICompatibleGenerator:
 
 
 def _fingerprint(model: str, gguf_file: str | None) -> str:
+    """The generator's cache identity: its content (a retrained model in the same folder gets new generations)."""
     if gguf_file is None:
-        return Path(model).name
+        from retriever.encoders import model_hash
+
+        return f"{Path(model).name}-{model_hash(model)}"
     gguf = Path(model) / gguf_file
     return f"{gguf.stem}-{_file_hash(gguf)}"
 

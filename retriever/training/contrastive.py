@@ -162,8 +162,6 @@ class ContrastiveTrainer:
     def _global_batch_loss(self, loss_fn, encode, qids, pos_ids, negs, mask):
         """The loss over the global batch: this worker encodes its slice (one forward pass, as
         DistributedDataParallel wants), the other workers' embeddings are gathered (see ``distributed.py``)."""
-        import torch
-
         from retriever.training.distributed import gather_rows, rank_slices
 
         slices = rank_slices(len(qids), self.world_size)

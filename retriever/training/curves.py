@@ -16,7 +16,7 @@ def plot_losses(steps: Sequence[dict], path: str | os.PathLike, title: str, eval
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
     x = np.array([s["step"] for s in steps])
     y = np.array([s["loss"] for s in steps])
     ax.plot(x, y, color="0.75", lw=0.8, label="loss per step")
@@ -28,14 +28,17 @@ def plot_losses(steps: Sequence[dict], path: str | os.PathLike, title: str, eval
     ax.set_ylabel("loss")
     ax.set_title(title, fontsize=10)
     metric_names = [k for k in (evals[0] if evals else {}) if k not in ("step", "epoch")]
+    handles = ax.get_legend_handles_labels()
     if metric_names:
         ax2 = ax.twinx()
         name = metric_names[0]
         ax2.plot([e["step"] for e in evals], [e[name] for e in evals], "o-", color="C3", label=f"held-out {name}")
         ax2.set_ylabel(f"held-out {name}")
-        ax2.legend(loc="upper right", fontsize=8)
-    ax.legend(loc="upper left" if metric_names else "best", fontsize=8)
-    fig.tight_layout()
+        more = ax2.get_legend_handles_labels()
+        handles = (handles[0] + more[0], handles[1] + more[1])
+    # one legend under the axes, so it never covers the curves
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(*handles, loc="lower center", ncol=len(handles[0]), fontsize=8, frameon=False)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
