@@ -38,16 +38,15 @@ def run_bm25(dataset: str, split: str, output: str, k: int = 1000, k1: float = 0
 
 
 def run_dense(dataset: str, split: str, output: str, encoder: EncoderConfig, k: int = 1000, engine: str = "local",
-              ray_address: str | None = None, num_workers: int = 1, docs_per_shard: int = 50_000,
-              max_docs: int | None = None, remove_query: bool = False, storage: str | None = None,
-              cpus_per_worker: float | None = None) -> dict:
+              ray=None, num_workers: int = 1, docs_per_shard: int = 50_000,
+              max_docs: int | None = None, remove_query: bool = False) -> dict:
+    """``ray``: the RayEnv for ``engine="ray"`` (default: a private local Ray)."""
     from pipelines.encode import EncodeConfig
 
     t0 = time.perf_counter()
     prep = prepare(dataset, split, docs_per_shard, max_docs=max_docs)
     searcher = dense_searcher(prep, encoder, EncodeConfig(encoder, engine=engine, num_workers=num_workers,
-                                                          ray_address=ray_address, storage=storage,
-                                                          cpus_per_worker=cpus_per_worker))
+                                                          **({"ray": ray} if ray is not None else {})))
     t1 = time.perf_counter()
     run = searcher.search(prep.dataset.queries, k)
     t2 = time.perf_counter()

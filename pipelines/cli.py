@@ -55,6 +55,15 @@ def _add_cluster(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus-per-worker", type=float, default=None, help="CPUs each Ray worker asks for (default 1)")
 
 
+def _ray_env(a):
+    """The run's RayEnv from the cluster options (``_add_cluster``)."""
+    from pipelines.runtime import RayEnv
+
+    return RayEnv(address=a.ray_address, storage=a.storage, cpus_per_worker=a.cpus_per_worker,
+                  gpus_per_worker=getattr(a, "gpus_per_worker", None),
+                  stall_timeout=getattr(a, "stall_timeout", RayEnv.stall_timeout))
+
+
 def _add_ray(p: argparse.ArgumentParser) -> None:
     _add_cluster(p)
     p.add_argument("--num-workers", type=int, default=1, help="Ray workers for this command")
@@ -113,8 +122,7 @@ def cmd_dense(a) -> tuple[int, dict]:
     from pipelines.baselines import run_dense
 
     result = run_dense(a.dataset, a.split, a.output, _encoder_config(a), k=a.k, engine=a.engine,
-                       ray_address=a.ray_address, num_workers=a.num_workers, storage=a.storage,
-                       cpus_per_worker=a.cpus_per_worker, docs_per_shard=a.docs_per_shard,
+                       ray=_ray_env(a), num_workers=a.num_workers, docs_per_shard=a.docs_per_shard,
                        max_docs=a.max_docs, remove_query=a.remove_query)
     return 0, result
 
@@ -161,11 +169,7 @@ def cmd_encode(a) -> tuple[int, dict]:
     prep = prepare(a.dataset, a.split, a.docs_per_shard, max_docs=a.max_docs)
     out = Path(a.output) if a.output else prep.embeddings_dir(a.model)
     manifest = encode_corpus(prep.corpus_dir, out, EncodeConfig(_encoder_config(a), engine=a.engine,
-                                                                num_workers=a.num_workers,
-                                                                cpus_per_worker=a.cpus_per_worker,
-                                                                gpus_per_worker=a.gpus_per_worker,
-                                                                ray_address=a.ray_address, storage=a.storage,
-                                                                stall_timeout=a.stall_timeout))
+                                                                num_workers=a.num_workers, ray=_ray_env(a)))
     return 0, {"embeddings": str(out), "num_docs": manifest["num_docs"], "shards": len(manifest["shards"]),
                **manifest["last_run"]}
 
@@ -257,8 +261,7 @@ def cmd_mine(a) -> tuple[int, dict]:
     cfg = MiningConfig(depth=a.depth, rank_range=(a.rank_start, a.rank_end), num_negatives=a.num_negatives,
                        margin=None if a.margin <= 0 else a.margin, margin_mode=a.margin_mode, seed=a.seed)
     job = MineJob(a.dataset, a.output, a.retriever, a.split, cfg, _encoder_config(a), a.engine, a.num_workers,
-                  a.queries_per_shard, ray_address=a.ray_address, storage=a.storage,
-                  cpus_per_worker=a.cpus_per_worker, docs_per_shard=a.docs_per_shard, max_docs=a.max_docs,
+                  a.queries_per_shard, ray=_ray_env(a), docs_per_shard=a.docs_per_shard, max_docs=a.max_docs,
                   bm25_k1=a.k1, bm25_b=a.b)
     return 0, mine_pairs(job)
 
@@ -273,8 +276,7 @@ def cmd_train(a) -> tuple[int, dict]:
                       max_seq_length=a.max_seq_length or None, grad_cache_chunk=a.grad_cache_chunk,
                       checkpoint_every=a.checkpoint_every, max_steps=a.max_steps, seed=a.seed)
     job = TrainJob(a.dataset, a.output, a.model, a.split, tuple(a.pairs), a.held_out, config=cfg, engine=a.engine,
-                   num_workers=a.num_workers, ray_address=a.ray_address, storage=a.storage,
-                   cpus_per_worker=a.cpus_per_worker, max_docs=a.max_docs)
+                   num_workers=a.num_workers, ray=_ray_env(a), max_docs=a.max_docs)
     info = run_training(job)
     keep = ("model", "skipped", "steps", "train_seconds", "wall_seconds", "final_loss", "held_out_evals",
             "examples", "held_out_queries", "fingerprint")
@@ -288,8 +290,8 @@ def cmd_pretrain(a) -> tuple[int, dict]:
     cfg = PretrainConfig(task=a.task, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                          temperature=a.temperature, max_seq_length=a.max_seq_length, max_steps=a.max_steps,
                          checkpoint_every=a.checkpoint_every, seed=a.seed, mlm_weight=a.mlm_weight)
-    job = PretrainJob(a.dataset, a.output, a.model, cfg, a.max_texts, a.engine, a.num_workers, a.ray_address,
-                      storage=a.storage, cpus_per_worker=a.cpus_per_worker, max_docs=a.max_docs)
+    job = PretrainJob(a.dataset, a.output, a.model, cfg, a.max_texts, a.engine, a.num_workers, _ray_env(a),
+                      max_docs=a.max_docs)
     info = run_pretraining(job)
     keep = ("model", "skipped", "texts", "steps", "train_seconds", "wall_seconds", "final_loss", "fingerprint")
     return 0, {k: info[k] for k in keep if k in info}
@@ -302,7 +304,7 @@ def cmd_hyde(a) -> tuple[int, dict]:
                   endpoint_model=a.endpoint_model, template=a.template, n=a.n, temperature=a.temperature,
                   seed=a.seed, max_new_tokens=a.max_new_tokens, include_query=not a.exclude_query,
                   encoder=_encoder_config(a), k=a.k, batch_size=a.gen_batch_size, engine=a.engine,
-                  num_workers=a.num_workers, ray_address=a.ray_address, max_docs=a.max_docs,
+                  num_workers=a.num_workers, ray=_ray_env(a), max_docs=a.max_docs,
                   max_queries=a.max_queries)
     info = run_hyde(job)
     info.pop("per_query")

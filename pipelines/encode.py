@@ -29,6 +29,8 @@ from retriever.data.parquet import iter_corpus_shards, read_manifest
 from retriever.encoders import BiEncoder, EncoderConfig, document_encoder, document_model_hash, resolve_model
 from retriever.types import ConfigError, Document
 
+from pipelines.runtime import RayEnv
+
 log = logging.getLogger("densepipe.encode")
 
 # Settings that change the vectors; batch size, device and threads do not.
@@ -40,20 +42,14 @@ class EncodeConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     engine: str = "ray"  # "ray" (Ray Data actors) or "local" (this process)
     num_workers: int = 1  # Ray actors; each loads the model once
-    cpus_per_worker: float | None = None  # what one actor asks Ray for; None: 1 (and its torch threads)
-    gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs, else 0
     rows_per_ray_batch: int = 1024  # a chunk: sorted by length inside (less padding), cut into encoder batches
-    ray_address: str | None = None
-    storage: str | None = None  # where workers read the corpus shards; None: this machine's disk
-    stall_timeout: float = 600.0  # seconds without a finished chunk before the stage fails
+    ray: RayEnv = RayEnv()  # the cluster: address, storage (where workers read the shards), per-worker request
 
     def __post_init__(self) -> None:
         if self.engine not in ("ray", "local"):
             raise ConfigError(f"encode engine must be 'ray' or 'local', got {self.engine!r}.")
         if self.num_workers < 1:
             raise ConfigError(f"encode num_workers must be >= 1, got {self.num_workers}.")
-        if self.stall_timeout <= 0:
-            raise ConfigError(f"encode stall_timeout must be > 0 seconds, got {self.stall_timeout}.")
 
 
 class EncodeBatch:
@@ -180,17 +176,18 @@ class EncodeChunks:
 def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file) -> dict:
     import ray
 
-    from pipelines.runtime import ClusterError, check_fits, init_ray, open_storage, worker_request
+    from pipelines.runtime import ClusterError, check_fits, open_storage
 
-    init_ray(config.ray_address)
-    request = worker_request(config.cpus_per_worker, config.gpus_per_worker, config.num_workers)
+    env = config.ray
+    env.start()
+    request = env.request(config.num_workers)
     check_fits(request, config.num_workers, "encode")
     encoder_cfg = config.encoder
     if encoder_cfg.threads is None and not request["GPU"]:
         from dataclasses import replace
 
         encoder_cfg = replace(encoder_cfg, threads=max(1, int(request["CPU"])))  # no more threads than its CPUs
-    storage = open_storage(config.storage)
+    storage = open_storage(env.storage)
     if storage is not None:
         key = f"corpus/{read_manifest(corpus_dir)['data_hash']}-{Path(corpus_dir).name}"
         storage.publish_dir(corpus_dir, key, stamp=read_manifest(corpus_dir)["data_hash"])
@@ -218,9 +215,9 @@ def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file
             submit(actor)
             submit(actor)
         while inflight:
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=config.stall_timeout)
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=env.stall_timeout)
             if not ready:
-                raise ClusterError(f"encode: no chunk finished in {config.stall_timeout:g} s ({len(inflight)} in "
+                raise ClusterError(f"encode: no chunk finished in {env.stall_timeout:g} s ({len(inflight)} in "
                                    f"flight, {len(todo)} waiting); the workers may be waiting for resources "
                                    f"({request} each) — see `ray status`, or raise stall_timeout for slow models.")
             actor, (index, a, b) = inflight.pop(ready[0])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ from retriever.encoders import EncoderConfig
 from retriever.hyde import ExpansionReport, GenerationCache, expand_queries, hypothetical_documents, load_generator
 from retriever.types import ConfigError
 
+from pipelines.runtime import RayEnv
 from pipelines.workspace import prepare
 
 log = logging.getLogger("densepipe.hyde")
@@ -39,7 +40,7 @@ class HydeJob:
     batch_size: int = 16  # prompts per generation call
     engine: str = "local"  # "local" or "ray" (query shards on actors)
     num_workers: int = 1
-    ray_address: str | None = None
+    ray: RayEnv = field(default_factory=RayEnv)
     max_docs: int | None = None
     max_queries: int | None = None  # the first N queries (smoke runs)
 
@@ -78,18 +79,22 @@ def _on_ray(job: HydeJob):
     yielded in order as they arrive, so the cache grows while the rest still runs."""
     import ray
 
-    from pipelines.runtime import check_fits, init_ray
+    from pipelines.runtime import ClusterError, check_fits
     from retriever.hyde.generators import GenerationError
 
-    init_ray(job.ray_address)
-    check_fits({"CPU": 1.0}, job.num_workers, "hyde", option="--num-workers")
-    actors = [ray.remote(num_cpus=1)(GenerateShard).remote(job) for _ in range(job.num_workers)]
+    job.ray.start()
+    request = job.ray.request(job.num_workers, gpus=False)
+    check_fits(request, job.num_workers, "hyde")
+    actors = [ray.remote(num_cpus=request["CPU"])(GenerateShard).remote(job) for _ in range(job.num_workers)]
 
     def run(batches: list[list[str]], n: int):
         refs = [actors[i % len(actors)].__call__.remote(prompts, n) for i, prompts in enumerate(batches)]
         for i, ref in enumerate(refs):
             try:
-                yield i, ray.get(ref)
+                yield i, ray.get(ref, timeout=job.ray.stall_timeout)
+            except ray.exceptions.GetTimeoutError:
+                raise ClusterError(f"hyde: batch {i + 1} of {len(refs)} did not finish in {job.ray.stall_timeout:g} "
+                                   "s; see `ray status`, or raise stall_timeout.") from None
             except ray.exceptions.RayError as e:  # the actor's GenerationError arrives wrapped
                 yield i, GenerationError(str(e).splitlines()[-1])
 

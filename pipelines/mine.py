@@ -17,6 +17,7 @@ from retriever.encoders import EncoderConfig
 from retriever.mining import MinedExample, MiningConfig, MiningReport, mine_negatives, write_mined
 from retriever.types import ConfigError, Qrels, Queries
 
+from pipelines.runtime import RayEnv
 from pipelines.workspace import Prepared, prepare
 
 log = logging.getLogger("densepipe.mine")
@@ -33,9 +34,7 @@ class MineJob:
     engine: str = "local"  # "local" or "ray"
     num_workers: int = 1
     queries_per_shard: int = 256
-    ray_address: str | None = None
-    storage: str | None = None  # a local folder or object-store URI shared with the Ray workers
-    cpus_per_worker: float | None = None  # None: 1 per actor
+    ray: RayEnv = RayEnv()  # the cluster (its storage: where actors fetch the Lucene index and embeddings)
     docs_per_shard: int = 50_000
     max_docs: int | None = None
     embeddings: str | None = None  # finished corpus embeddings of ``encoder`` (default: the work cache's)
@@ -126,7 +125,7 @@ def _publish(job: MineJob, source: str, emb: str | None) -> tuple[str, str | Non
     """The searchers' inputs on the run's storage (uploaded once per content), as URIs for the actors."""
     from pipelines.runtime import Storage
 
-    storage = Storage(job.storage)
+    storage = Storage(job.ray.storage)
     if job.retriever == "bm25":
         from retriever.atomic import read_json
 
@@ -142,13 +141,13 @@ def _publish(job: MineJob, source: str, emb: str | None) -> tuple[str, str | Non
 def _mine_on_ray(job: MineJob, source: str, emb: str | None, args: list) -> tuple[list, list[str]]:
     import ray
 
-    from pipelines.runtime import check_fits, init_ray, worker_request
+    from pipelines.runtime import ClusterError, check_fits
 
-    init_ray(job.ray_address)
+    job.ray.start()
     workers = min(job.num_workers, len(args))
-    request = worker_request(job.cpus_per_worker, 0, workers)
+    request = job.ray.request(workers, gpus=False)
     check_fits(request, workers, "mine")
-    if job.storage:
+    if job.ray.storage:
         source, emb = _publish(job, source, emb)
     Actor = ray.remote(num_cpus=request["CPU"])(MineShard)
     actors = [Actor.remote(job, source, emb) for _ in range(workers)]
@@ -156,7 +155,12 @@ def _mine_on_ray(job: MineJob, source: str, emb: str | None, args: list) -> tupl
         pending = [actors[i % len(actors)].__call__.remote(*a) for i, a in enumerate(args)]
         out = []
         for i, ref in enumerate(pending, start=1):
-            out.append(ray.get(ref))
+            try:
+                out.append(ray.get(ref, timeout=job.ray.stall_timeout))
+            except ray.exceptions.GetTimeoutError:
+                raise ClusterError(f"mine: query shard {i} of {len(pending)} did not finish in "
+                                   f"{job.ray.stall_timeout:g} s; see `ray status` (are the actors placed?), or raise "
+                                   "stall_timeout.") from None
             log.warning("mine: %d of %d query shards done", i, len(pending))
         nodes = sorted(set(ray.get([a.node.remote() for a in actors])))
     finally:

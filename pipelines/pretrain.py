@@ -20,6 +20,7 @@ from retriever.pretraining import PretrainConfig, PretrainTrainer
 from retriever.training.contrastive import TrainState
 from retriever.types import ConfigError
 
+from pipelines.runtime import RayEnv
 from pipelines.train import absolute_paths, finished, log_progress, prepare_distributed, run_on_ray, save_trained
 
 log = logging.getLogger("densepipe.pretrain")
@@ -34,9 +35,7 @@ class PretrainJob:
     max_texts: int | None = None  # a seeded sample of the corpus (CPU budgets); None: every document
     engine: str = "ray"
     num_workers: int = 1
-    ray_address: str | None = None
-    storage: str | None = None  # as TrainJob's: workers write node-local folders, rank 0 uploads the model
-    cpus_per_worker: float | None = None
+    ray: RayEnv = RayEnv()  # as TrainJob's: with storage, workers write node-local folders, rank 0 uploads
     docs_per_shard: int = 50_000
     max_docs: int | None = None
 

@@ -38,6 +38,13 @@ class PipelineRun:
         self.progress = progress
         self._prep = None
 
+    def ray_env(self):
+        """One RayEnv for every Ray stage of the run, from [run] (and the command line's overrides)."""
+        from pipelines.runtime import RayEnv
+
+        r = self.config.run
+        return RayEnv(address=r.ray_address, storage=r.storage, cpus_per_worker=r.cpus_per_worker)
+
     # -- planning -------------------------------------------------------------------------------------------
     def prep(self):
         if self._prep is None:
@@ -139,8 +146,8 @@ class PipelineRun:
 
         c, r = self.config.pretrain, self.config.run
         job = PretrainJob(r.dataset, str(self.dir / "pretrain"), self.config.encode.model,
-                          loop_config(PretrainConfig, c), c.max_texts, c.engine, c.num_workers, r.ray_address,
-                          storage=r.storage, cpus_per_worker=r.cpus_per_worker, docs_per_shard=r.docs_per_shard,
+                          loop_config(PretrainConfig, c), c.max_texts, c.engine, c.num_workers, self.ray_env(),
+                          docs_per_shard=r.docs_per_shard,
                           max_docs=r.max_docs)
         info = run_pretraining(job)
         return {"model": info["model"], "loss_png": str(self.dir / "pretrain" / "loss.png"), "task": c.task,
@@ -165,9 +172,7 @@ class PipelineRun:
         c = self.config.encode
         manifest = encode_corpus(self.prep().corpus_dir, folder,
                                  EncodeConfig(encoder, engine=c.engine, num_workers=c.num_workers,
-                                              cpus_per_worker=self.config.run.cpus_per_worker,
-                                              ray_address=self.config.run.ray_address,
-                                              storage=self.config.run.storage), progress=self.progress)
+                                              ray=self.ray_env()), progress=self.progress)
         return {"embeddings": str(folder), "last_run": manifest["last_run"]}
 
     def _stage_encode(self) -> dict:
@@ -213,8 +218,7 @@ class PipelineRun:
         tables = {}
         for retriever in c.retrievers:
             job = MineJob(r.dataset, str(self.dir / "mine" / f"{retriever}.parquet"), retriever, c.split, cfg,
-                          self._encoder(), c.engine, c.num_workers, ray_address=r.ray_address,
-                          storage=r.storage, cpus_per_worker=r.cpus_per_worker,
+                          self._encoder(), c.engine, c.num_workers, ray=self.ray_env(),
                           docs_per_shard=r.docs_per_shard, max_docs=r.max_docs, embeddings=str(self._embeddings()),
                           **bm25)
             tables[retriever] = mine_pairs(job)
@@ -232,7 +236,7 @@ class PipelineRun:
             pairs = tuple(str(self.dir / "mine" / f"{x}.parquet") for x in self.config.mine.retrievers)
         job = TrainJob(r.dataset, str(self.dir / "train"), self._base_model(), c.split, pairs, c.held_out,
                        config=loop_config(TrainConfig, c), engine=c.engine, num_workers=c.num_workers,
-                       ray_address=r.ray_address, storage=r.storage, cpus_per_worker=r.cpus_per_worker,
+                       ray=self.ray_env(),
                        docs_per_shard=r.docs_per_shard, max_docs=r.max_docs,
                        embeddings=str(self._embeddings()), doc_encoder=self._encoder())
         info = run_training(job)

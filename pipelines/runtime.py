@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from retriever.types import ConfigError, DensepipeError
@@ -26,6 +27,29 @@ log = logging.getLogger("densepipe.runtime")
 
 class ClusterError(DensepipeError):
     """The cluster cannot run what was asked (a request no node fits, a stage that stopped making progress)."""
+
+
+@dataclass(frozen=True)
+class RayEnv:
+    """Where and how every Ray stage of a run places its workers: one value for the whole run, handed to each
+    stage (``--ray-address``, ``--storage``, ``--cpus-per-worker``; ``[run]`` in a config)."""
+
+    address: str | None = None  # None: a private local Ray; "auto", host:port or ray://host:10001
+    storage: str | None = None  # the workers' storage root (folder or URI); None: this machine's disk
+    cpus_per_worker: float | None = None  # None: 1 on a cluster, the machine's CPUs / workers on the local Ray
+    gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs
+    stall_timeout: float = 600.0  # seconds without progress before a stage fails (encode)
+
+    def __post_init__(self) -> None:
+        if self.stall_timeout <= 0:
+            raise ConfigError(f"stall_timeout must be > 0 seconds, got {self.stall_timeout}.")
+
+    def start(self) -> None:
+        init_ray(self.address)
+
+    def request(self, workers: int, gpus: bool = True) -> dict[str, float]:
+        """What one of ``workers`` workers asks for (``gpus=False``: CPU-only work such as mining)."""
+        return worker_request(self.cpus_per_worker, self.gpus_per_worker if gpus else 0.0, workers)
 
 
 def _packages() -> list:
@@ -53,12 +77,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         _PRIVATE = True
     else:
         if address.startswith("ray://"):
-            try:
-                import ray.util.client  # noqa: F401
-                import grpc  # noqa: F401 (Ray Client needs it)
-            except ImportError as e:
+            import importlib.util
+
+            if importlib.util.find_spec("grpc") is None:  # Ray Client's transport
                 raise ConfigError(f"--ray-address {address}: Ray Client needs `pip install 'ray[client]'` on this "
-                                  "machine (the same Ray version as the cluster).") from e
+                                  "machine (the same Ray version as the cluster).")
             kwargs.pop("include_dashboard")
         _check_reachable(address)
         # the cluster's nodes get densepipe's code from here; they need only its dependencies installed

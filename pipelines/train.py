@@ -28,6 +28,8 @@ from retriever.training.examples import (TrainingExample, examples_from_mined, e
                                          examples_hash, split_held_out)
 from retriever.types import ConfigError, Document
 
+from pipelines.runtime import RayEnv
+
 log = logging.getLogger("densepipe.train")
 
 
@@ -43,9 +45,7 @@ class TrainJob:
     config: TrainConfig = field(default_factory=TrainConfig)
     engine: str = "ray"  # "ray" (TorchTrainer) or "local"
     num_workers: int = 1
-    ray_address: str | None = None
-    storage: str | None = None  # local folder or object-store URI: workers train in node-local folders and
-    cpus_per_worker: float | None = None  # rank 0 uploads the finished model there; None: 1 CPU per worker
+    ray: RayEnv = RayEnv()  # with storage, workers train in node-local folders and rank 0 uploads the model
     docs_per_shard: int = 50_000
     max_docs: int | None = None
     embeddings: str | None = None  # tower="query": the base model's corpus embeddings (default: the work cache's)
@@ -302,20 +302,20 @@ def run_on_ray(task, name: str) -> None:
     when the cluster has them, checked against the nodes first; the task goes to the object store once.
 
     Without storage the workers write ``job.output`` directly (one machine, or a shared filesystem). With a
-    storage root (``job.storage``) each worker trains in a node-local folder, Ray Train keeps its run state under
+    storage root (``job.ray.storage``) each worker trains in a node-local folder, Ray Train keeps its run state under
     the storage root, rank 0 uploads the finished model there, and the driver brings it down into ``job.output``:
     nothing assumes the driver's disk is the workers' disk."""
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from pipelines.runtime import Storage, check_fits, init_ray, worker_request
+    from pipelines.runtime import Storage, check_fits
 
     job = task.job
-    init_ray(job.ray_address)
-    request = worker_request(getattr(job, "cpus_per_worker", None), None, job.num_workers)
+    job.ray.start()
+    request = job.ray.request(job.num_workers)
     check_fits(request, job.num_workers, name)
-    storage = Storage(job.storage) if getattr(job, "storage", None) else None
+    storage = Storage(job.ray.storage) if job.ray.storage else None
     key = f"{name}/{task.fingerprint}"
     model_uri = None
     if storage is not None and Path(job.model).is_dir():

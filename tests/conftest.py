@@ -24,6 +24,30 @@ def need_data(path: Path) -> None:
     pytest.skip(message)
 
 
+def screenshot(html: Path, png: Path, size: str = "1280,2400") -> Path:
+    """Render a page in headless Chromium (Debian's package; .ci/run installs it) and save a PNG of it. Outside
+    CI a machine without Chromium skips the test; in CI its absence is a failure."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if exe is None:
+        message = "headless Chromium not found (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    f"--user-data-dir={png.parent / '.chromium'}", f"--screenshot={png}", f"--window-size={size}",
+                    "--virtual-time-budget=5000", html.resolve().as_uri()],
+                   check=True, capture_output=True, timeout=180)
+    artifacts = os.environ.get("DRP_TEST_ARTIFACTS")
+    if artifacts:  # kept for a person to look at
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(png, Path(artifacts) / png.name)
+    return png
+
+
 @pytest.fixture(autouse=True)
 def _work_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DRP_WORK_DIR", str(tmp_path_factory.mktemp("work")))

@@ -26,7 +26,9 @@ def plot_losses(steps: Sequence[dict], path: str | os.PathLike, title: str, eval
         ax.plot(x[window - 1:], smooth, color="C0", lw=1.6, label=f"mean of {window}")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.set_title(title, fontsize=10)
+    import textwrap
+
+    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)  # a long model path stays inside the figure
     metric_names = [k for k in (evals[0] if evals else {}) if k not in ("step", "epoch")]
     handles = ax.get_legend_handles_labels()
     if metric_names:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipelines.encode import EncodeConfig, encode_corpus
-from pipelines.runtime import ClusterError, Storage, check_fits, fetch_dir
+from pipelines.runtime import ClusterError, RayEnv, Storage, check_fits, fetch_dir
 from pipelines.workspace import prepare
 from retriever.data.embeddings import read_embeddings
 from retriever.encoders import EncoderConfig
@@ -53,8 +53,8 @@ def test_impossible_requests_are_refused_at_once_with_the_numbers(two_nodes):
 
 def test_encode_on_both_nodes_from_s3_equals_local(two_nodes, scifact_slice, s3_root, tmp_path):
     prep = prepare(str(scifact_slice), docs_per_shard=60, max_docs=180)
-    cfg = EncodeConfig(EncoderConfig(), engine="ray", num_workers=2, rows_per_ray_batch=30, storage=s3_root,
-                       ray_address=two_nodes.address)
+    cfg = EncodeConfig(EncoderConfig(), engine="ray", num_workers=2, rows_per_ray_batch=30,
+                       ray=RayEnv(two_nodes.address, storage=s3_root))
     manifest = encode_corpus(prep.corpus_dir, tmp_path / "ray", cfg, progress=False)
     assert manifest["last_run"]["docs"] == 180
     assert set(manifest["last_run"]["nodes"]) == node_ids(), "both nodes encoded"
@@ -68,7 +68,7 @@ def test_encode_on_both_nodes_from_s3_equals_local(two_nodes, scifact_slice, s3_
 
 def test_encode_with_more_workers_than_fit_is_refused_before_any_work(two_nodes, scifact_slice, tmp_path):
     prep = prepare(str(scifact_slice), docs_per_shard=60, max_docs=60)
-    cfg = EncodeConfig(EncoderConfig(), engine="ray", num_workers=4, ray_address=two_nodes.address)
+    cfg = EncodeConfig(EncoderConfig(), engine="ray", num_workers=4, ray=RayEnv(two_nodes.address))
     with pytest.raises(ClusterError, match="4 worker"):
         encode_corpus(prep.corpus_dir, tmp_path / "x", cfg, progress=False)
     assert not list((tmp_path / "x").glob("emb-*"))
@@ -83,7 +83,7 @@ def test_mining_on_both_nodes_through_s3_equals_local(two_nodes, scifact_slice, 
     common = dict(dataset=str(scifact_slice), retriever=retriever, split="test", queries_per_shard=4,
                   max_docs=None)
     ray_out = mine_pairs(MineJob(output=str(tmp_path / "ray.parquet"), engine="ray", num_workers=2,
-                                 storage=s3_root, ray_address=two_nodes.address, **common))
+                                 ray=RayEnv(two_nodes.address, storage=s3_root), **common))
     local_out = mine_pairs(MineJob(output=str(tmp_path / "local.parquet"), engine="local", **common))
     assert set(ray_out["nodes"]) == node_ids()
     assert ray_out["examples"] == local_out["examples"] > 0
@@ -106,8 +106,8 @@ def test_two_training_workers_on_two_nodes_equal_one_worker_on_the_global_batch(
     cfg = TrainConfig(tower="both", epochs=2, batch_size=6, lr=1e-3, negatives=0, max_seq_length=32,
                       checkpoint_every=50)
     common = dict(dataset=str(toy_beir), model=str(model), split="train", held_out=0.0, config=cfg)
-    two = run_training(TrainJob(output=str(out / "two"), engine="ray", num_workers=2, storage=s3_root,
-                                ray_address=two_nodes.address, **common))
+    two = run_training(TrainJob(output=str(out / "two"), engine="ray", num_workers=2,
+                                ray=RayEnv(two_nodes.address, storage=s3_root), **common))
     one = run_training(TrainJob(output=str(out / "one"), engine="local", **common))
     assert two["num_workers"] == 2 and two["steps"] == one["steps"] == 6
     losses = [json.loads((out / n / "loss.json").read_text())["losses"] for n in ("two", "one")]
@@ -209,8 +209,8 @@ def test_pretraining_on_two_nodes_through_s3(two_nodes, scifact_slice, s3_root, 
 
     cfg = PretrainConfig(task="dropout", epochs=1, batch_size=8, max_seq_length=32, max_steps=3)
     info = run_pretraining(PretrainJob(str(scifact_slice), str(tmp_path / "pt"), str(tiny_model), cfg, max_texts=48,
-                                       engine="ray", num_workers=2, storage=s3_root,
-                                       ray_address=two_nodes.address))
+                                       engine="ray", num_workers=2,
+                                       ray=RayEnv(two_nodes.address, storage=s3_root)))
     assert info["steps"] == 3 and not info["skipped"]
     vec = SentenceTransformer(info["model"], device="cpu").encode(["a sentence"])
     assert vec.shape == (1, 32)

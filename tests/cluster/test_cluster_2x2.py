@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipelines.encode import EncodeConfig, encode_corpus
-from pipelines.runtime import ClusterError
+from pipelines.runtime import ClusterError, RayEnv
 from pipelines.workspace import prepare
 from retriever.encoders import EncoderConfig
 from tests.cluster.test_cluster import _emb
@@ -39,7 +39,7 @@ def two_by_two():
 def test_encode_with_one_and_four_workers_equals_local(two_by_two, scifact_slice, tmp_path, workers):
     prep = prepare(str(scifact_slice), docs_per_shard=40, max_docs=160)
     cfg = EncodeConfig(EncoderConfig(), engine="ray", num_workers=workers, rows_per_ray_batch=20,
-                       ray_address=two_by_two.address)
+                       ray=RayEnv(two_by_two.address))
     manifest = encode_corpus(prep.corpus_dir, tmp_path / "ray", cfg, progress=False)
     assert manifest["last_run"]["docs"] == 160 and manifest["last_run"]["cpus_per_worker"] == 1.0
     if workers == 4:  # two one-CPU workers per two-CPU node: both nodes work
@@ -51,6 +51,6 @@ def test_encode_with_one_and_four_workers_equals_local(two_by_two, scifact_slice
 
 def test_a_worker_larger_than_any_node_is_refused(two_by_two, scifact_slice, tmp_path):
     prep = prepare(str(scifact_slice), docs_per_shard=40, max_docs=40)
-    cfg = EncodeConfig(EncoderConfig(), engine="ray", cpus_per_worker=3, ray_address=two_by_two.address)
+    cfg = EncodeConfig(EncoderConfig(), engine="ray", ray=RayEnv(two_by_two.address, cpus_per_worker=3))
     with pytest.raises(ClusterError, match=r"\{'CPU': 3\.0\}.*CPU 2.*CPU 2.*lower --cpus-per-worker to at most"):
         encode_corpus(prep.corpus_dir, tmp_path / "x", cfg, progress=False)

@@ -54,3 +54,19 @@ def test_learned_pq_rejects_non_pq_index(scifact_slice, tmp_path, capsys):
     assert main(["learned-pq", "--dataset", str(scifact_slice), "--train-split", "test", "--mode", "distill",
                  "--factory", "SQ8", "--output", str(tmp_path / "x")]) == 2
     assert "needs an 8-bit IndexPQ" in capsys.readouterr().err
+
+
+def test_plan_on_a_synthetic_sweep_uses_its_own_metric(capsys):
+    """A sweep over synthetic vectors has recall against exact search, not nDCG: the planner picks by it."""
+    from pathlib import Path
+
+    sweep = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "compression_synthetic_1000000" / \
+        "sweep.json"
+    out = _run_cli(capsys, "plan", "--sweep", str(sweep), "--memory-budget", "100MB")
+    assert out["metric"] == "recall@10_vs_exact" and out["picked"]["index_bytes"] <= 100e6
+
+
+def test_index_with_a_wrong_embeddings_path_says_so(tmp_path, capsys):
+    assert main(["index", "--embeddings", str(tmp_path / "nowhere"), "--output", str(tmp_path / "ix")]) == 2
+    err = capsys.readouterr().err
+    assert "no such embeddings folder" in err and "rerun" not in err

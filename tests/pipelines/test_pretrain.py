@@ -27,7 +27,7 @@ def _job(data, model, out, task="span", mlm_weight=0.0) -> PretrainJob:
 def test_killed_pretraining_resumes(scifact_slice, tiny_model, tmp_path, mlm_weight):
     """With the MLM term the fresh head is checkpointed and resumed too (else the resumed weights would differ)."""
     job = _job(scifact_slice, tiny_model, tmp_path / "killed", mlm_weight=mlm_weight)
-    code = (f"from pipelines.pretrain import PretrainJob, run_pretraining\n"
+    code = (f"from pipelines.pretrain import PretrainJob, run_pretraining\nfrom pipelines.runtime import RayEnv\n"
             f"from retriever.pretraining import PretrainConfig, SpanConfig, Granularity\n"
             f"job = {job!r}\nrun_pretraining(job, crash_at=3)\n")
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},

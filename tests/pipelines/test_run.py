@@ -86,11 +86,26 @@ def test_run_with_mining_and_fine_tuning(toy_beir, tiny_model, tmp_path, capsys)
     report = (out / "report.md").read_text()
     assert "fine-tuned · Flat" in report and "![loss curve](train/loss.png)" in report
     assert (out / "train" / "loss.png").is_file() and "<table>" in (out / "report.html").read_text()
+    _report_renders_with_its_loss_curve(out / "report.html", tmp_path / "report.png")
     assert first["metrics"]["search"] != first["metrics"]["dense"]  # the trained query tower changed rankings
     assert all(s["skipped"] for s in run_cli(capsys, "run", str(cfg))["stages"].values())
     cfg.write_text(base + train_cfg + "lr = 5e-4\n")
     changed = run_cli(capsys, "run", str(cfg))
     assert {k for k, s in changed["stages"].items() if not s["skipped"]} == {"train", "search"}
+
+
+def _report_renders_with_its_loss_curve(html, png) -> None:
+    """The HTML report in a real headless browser: the page renders, and the loss curve image loads (its red
+    held-out line is on the screenshot)."""
+    import matplotlib.image
+    import numpy as np
+
+    from tests.conftest import screenshot
+
+    pixels = matplotlib.image.imread(str(screenshot(html, png)))[..., :3]
+    assert pixels.std() > 0.05, "a blank page"
+    red = np.abs(pixels - np.array([214, 39, 40]) / 255).max(axis=-1) < 0.06  # matplotlib's C3
+    assert red.sum() > 200, "the loss curve did not load"
 
 
 @pytest.mark.parametrize("data,needle", [

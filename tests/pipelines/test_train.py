@@ -35,7 +35,8 @@ def _weights(folder: Path) -> dict:
 
 def test_killed_training_resumes_to_the_same_weights(toy_beir, tiny_model, tmp_path):
     job = _job(toy_beir, tiny_model, tmp_path / "killed")
-    code = (f"from pipelines.train import TrainJob, run_training\nfrom retriever.training import TrainConfig\n"
+    code = (f"from pipelines.train import TrainJob, run_training\nfrom pipelines.runtime import RayEnv\n"
+            f"from retriever.training import TrainConfig\n"
             f"job = {job!r}\nrun_training(job, crash_at=3)\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
@@ -113,7 +114,8 @@ def test_training_on_ray_train_equals_the_local_engine(toy_beir, tiny_model, tmp
 
 
 def _train_in_child(job: TrainJob, extra: str = "") -> subprocess.Popen:
-    code = (f"from pipelines.train import TrainJob, run_training\nfrom retriever.training import TrainConfig\n"
+    code = (f"from pipelines.train import TrainJob, run_training\nfrom pipelines.runtime import RayEnv\n"
+            f"from retriever.training import TrainConfig\n"
             f"{extra}job = {job!r}\nrun_training(job)\n")
     return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
