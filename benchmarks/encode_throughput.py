@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -114,9 +113,11 @@ def main() -> None:
         "batch_size": a.batch_size, "ray_workers": a.workers, "cpus": os.cpu_count(),
         "plain_sentence_transformers": res_plain, "densepipe_ray": res_ray,
         "ratio_ray_over_plain": round(res_ray["docs_per_s"] / res_plain["docs_per_s"], 3),
-        "python": platform.python_version(), "command": "python benchmarks/encode_throughput.py " + " ".join(
-            sys.argv[1:]),
     }
+    sys.path.insert(0, str(HERE))
+    from provenance import provenance
+
+    result.update(provenance("encode_throughput.py"))
     Path(a.output).parent.mkdir(parents=True, exist_ok=True)
     Path(a.output).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
