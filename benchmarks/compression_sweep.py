@@ -18,6 +18,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from provenance import provenance  # noqa: E402 (benchmarks/ on the path first)
+sys.path.insert(0, str(HERE))
 
 
 def scifact(a) -> dict:
@@ -79,7 +81,7 @@ def scifact(a) -> dict:
     return write_outputs(rows, out_dir, "ndcg@10",
                          f"SciFact test: memory vs nDCG@10 ({a.model})",
                          {"n": len(xb), "d": int(xb.shape[1]), "queries": len(qids), "learned": learned_info,
-                          "command": "python benchmarks/compression_sweep.py " + " ".join(sys.argv[1:])})
+                          **provenance("compression_sweep.py")})
 
 
 def synthetic_sweep(a) -> dict:
@@ -96,7 +98,7 @@ def synthetic_sweep(a) -> dict:
     return write_outputs(rows, HERE / "results" / f"compression_synthetic_{a.n}", "recall@10_vs_exact",
                          f"{a.n:,} synthetic 384-d vectors: memory vs recall@10",
                          {"n": a.n, "d": 384, "queries": a.queries, "train_size": a.train_size, "cpus": os.cpu_count(),
-                          "command": "python benchmarks/compression_sweep.py " + " ".join(sys.argv[1:])})
+                          **provenance("compression_sweep.py")})
 
 
 def main() -> None:

@@ -137,6 +137,10 @@ def main() -> None:
               "mining_seconds_this_run": round(mine_s, 1),
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(HERE))
+    from provenance import provenance
+
+    result = {**result, **provenance("finetune.py"), "command": result["command"]}
     out_path.write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
 

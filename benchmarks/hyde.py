@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -110,6 +111,10 @@ def main() -> None:
               "reference": {"paper": "Gao et al. 2022", "contriever": 0.649, "contriever+hyde (InstructGPT)": 0.691},
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
     out = HERE / "results" / ("hyde_scifact.json" if not prefix else f"hyde_scifact_{prefix[:-1]}.json")
+    sys.path.insert(0, str(HERE))
+    from provenance import provenance
+
+    result = {**result, **provenance("hyde.py"), "command": result["command"]}
     out.write_text(json.dumps(result, indent=2) + "\n")
     print("| system | N | nDCG@10 | Recall@100 |\n|---|---|---|---|")
     for name, r in rows.items():

@@ -118,6 +118,10 @@ def write(out_path: Path, a, results: dict) -> None:
               "dataset": "scifact (corpus text only for pretraining; dev = the train split's queries, test = test)",
               "base": BASE, "rows": results, "row_overrides": ROWS, "fine_tuning_recipe": QUERY,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
+    sys.path.insert(0, str(HERE))
+    from provenance import provenance
+
+    result = {**result, **provenance("pretrain.py"), "command": result["command"]}
     out_path.write_text(json.dumps(result, indent=2) + "\n")
 
 

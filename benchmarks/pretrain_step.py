@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -59,6 +60,10 @@ def main() -> None:
               "speedup": round(ratio, 2), "batch": "32 documents + 4 spans each (ngram, phrase, sentence, paragraph)",
               "model": "all-MiniLM-L6-v2", "max_seq_length": cfg.max_seq_length,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
+    sys.path.insert(0, str(HERE))
+    from provenance import provenance
+
+    result = {**result, **provenance("pretrain_step.py"), "command": result["command"]}
     (HERE / "results" / "pretrain_step.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

@@ -18,6 +18,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from provenance import provenance  # noqa: E402 (benchmarks/ on the path first)
+sys.path.insert(0, str(HERE))
 from sharded_search import synthetic  # noqa: E402
 
 
@@ -91,7 +93,7 @@ def main() -> None:
                   "search": sweep},
         "exact_search_s_for_ground_truth": round(exact_s, 2), "generate_s": round(gen_s, 2),
         "peak_rss_mb": {"after_vectors": round(rss_vectors, 1), "end": round(rss_mb(), 1)},
-        "cpus": os.cpu_count(), "command": "python benchmarks/scale_ivfpq.py " + " ".join(sys.argv[1:]),
+        "cpus": os.cpu_count(), **provenance("scale_ivfpq.py"),
     }
     Path(a.output).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from provenance import provenance  # noqa: E402 (benchmarks/ on the path first)
 
 
 def synthetic(n: int, d: int, nq: int, seed: int = 0, rank: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -117,7 +119,7 @@ def main() -> None:
     rows.append(compare("synthetic", xb, xq, "IVF{nlist},Flat", "nprobe=16", a.shards, a.k, a.repeats))
     rows.append(compare("synthetic", xb, xq, "HNSW32,Flat", "efSearch=128", a.shards, a.k, a.repeats))
     result = {"benchmark": "sharded_search", "rows": rows, "cpus": os.cpu_count(),
-              "command": "python benchmarks/sharded_search.py " + " ".join(sys.argv[1:])}
+              **provenance("sharded_search.py")}
     Path(a.output).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
