@@ -339,6 +339,11 @@ def cmd_run(a) -> tuple[int, dict]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipelines.mine import MineJob
+    from retriever.mining import MiningConfig
+    from retriever.sparse import BM25Config
+
+    bm25_defaults = BM25Config()
     ap = argparse.ArgumentParser(prog="densepipe", description="Dense retrieval pipeline: encode, index, search, "
                                  "evaluate (FAISS, Pyserini, Ray).")
     ap.add_argument("-v", "--verbose", action="store_true", help="log each step")
@@ -355,8 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset(p)
     p.add_argument("--output", required=True, help="TREC run file to write")
     p.add_argument("--k", type=int, default=1000)
-    p.add_argument("--k1", type=float, default=0.9)
-    p.add_argument("--b", type=float, default=0.4)
+    p.add_argument("--k1", type=float, default=bm25_defaults.k1)
+    p.add_argument("--b", type=float, default=bm25_defaults.b)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--remove-query", action="store_true", help="drop hits whose id equals the query id")
     p.set_defaults(func=cmd_bm25)
@@ -441,18 +446,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoder(p)
     _add_ray(p)
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="ray: query shards on Ray actors")
-    p.add_argument("--queries-per-shard", type=int, default=256)
+    p.add_argument("--queries-per-shard", type=int, default=MineJob.queries_per_shard)
     p.add_argument("--retriever", choices=("bm25", "dense"), default="dense")
     p.add_argument("--output", required=True, help="Parquet table of (query, positive, negatives, scores)")
-    p.add_argument("--depth", type=int, default=100)
-    p.add_argument("--rank-start", type=int, default=1)
-    p.add_argument("--rank-end", type=int, default=100)
-    p.add_argument("--num-negatives", type=int, default=8)
-    p.add_argument("--margin", type=float, default=0.95, help="positive-aware filter; 0 turns it off")
-    p.add_argument("--margin-mode", choices=("relative", "absolute"), default="relative")
-    p.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (--retriever bm25)")
-    p.add_argument("--b", type=float, default=0.4, help="BM25 b (--retriever bm25)")
-    p.add_argument("--seed", type=int, default=0)
+    mining = MiningConfig()  # the defaults: the mining config's, as the Python API and [mine] use
+    p.add_argument("--depth", type=int, default=mining.depth)
+    p.add_argument("--rank-start", type=int, default=mining.rank_range[0])
+    p.add_argument("--rank-end", type=int, default=mining.rank_range[1])
+    p.add_argument("--num-negatives", type=int, default=mining.num_negatives)
+    p.add_argument("--margin", type=float, default=mining.margin, help="positive-aware filter; 0 turns it off")
+    p.add_argument("--margin-mode", choices=("relative", "absolute"), default=mining.margin_mode)
+    p.add_argument("--k1", type=float, default=bm25_defaults.k1, help="BM25 k1 (--retriever bm25)")
+    p.add_argument("--b", type=float, default=bm25_defaults.b, help="BM25 b (--retriever bm25)")
+    p.add_argument("--seed", type=int, default=mining.seed)
     p.set_defaults(func=cmd_mine)
 
     p = sub.add_parser("train", help="contrastive fine-tuning (InfoNCE, in-batch + mined hard negatives) on Ray "

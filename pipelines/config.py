@@ -8,7 +8,9 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from retriever.mining import MiningConfig
 from retriever.pretraining.tasks import PretrainConfig
+from retriever.sparse.bm25 import BM25Config
 from retriever.training.contrastive import TrainConfig
 from retriever.types import ConfigError
 
@@ -45,8 +47,8 @@ class PretrainSection:
 
 @dataclass(frozen=True)
 class BM25Section:
-    k1: float = 0.9
-    b: float = 0.4
+    k1: float = BM25Config.k1
+    b: float = BM25Config.b
     k: int = 1000
 
 
@@ -69,10 +71,10 @@ class DenseSection:
 class MineSection:
     split: str = "train"  # the labelled split to mine for (never the evaluation split)
     retrievers: list[str] = field(default_factory=lambda: ["bm25", "dense"])
-    depth: int = 100
-    num_negatives: int = 8
-    margin: float = 0.95  # positive-aware false-negative filter (relative: drop > margin x positive); 0: off
-    margin_mode: str = "relative"
+    depth: int = MiningConfig.depth
+    num_negatives: int = MiningConfig.num_negatives
+    margin: float = MiningConfig.margin  # positive-aware false-negative filter (relative: drop > margin x pos.); 0: off
+    margin_mode: str = MiningConfig.margin_mode
     engine: str = "local"
     num_workers: int = 1
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from retriever.encoders import EncoderConfig
 from retriever.mining import MinedExample, MiningConfig, MiningReport, mine_negatives, write_mined
+from retriever.sparse.bm25 import BM25Config
 from retriever.types import ConfigError, Qrels, Queries
 
 from pipelines.runtime import RayEnv
@@ -38,8 +39,8 @@ class MineJob:
     docs_per_shard: int = 50_000
     max_docs: int | None = None
     embeddings: str | None = None  # finished corpus embeddings of ``encoder`` (default: the work cache's)
-    bm25_k1: float = 0.9  # BM25's parameters when retriever = "bm25" ([bm25] k1 and b in a pipeline config)
-    bm25_b: float = 0.4
+    bm25_k1: float = BM25Config.k1  # BM25's parameters for retriever = "bm25" ([bm25] k1 and b in a config)
+    bm25_b: float = BM25Config.b
 
     def __post_init__(self) -> None:
         if self.retriever not in ("bm25", "dense"):

@@ -184,3 +184,23 @@ def test_cli_trains_with_the_api_recipe():
     assert a.negatives is None and recipe.tower == "query" and recipe.negatives == 8
     p = ap.parse_args(["pretrain", "--dataset", "d", "--output", "o"])
     assert (p.epochs, p.lr, p.temperature) == (PretrainConfig.epochs, PretrainConfig.lr, PretrainConfig.temperature)
+
+
+def test_cli_and_config_defaults_come_from_the_config_classes():
+    """Mining and BM25 options default to MiningConfig's and BM25Config's values, in the CLI and in [mine]/[bm25]."""
+    from pipelines.cli import build_parser
+    from pipelines.config import BM25Section, MineSection
+    from retriever.mining import MiningConfig
+    from retriever.sparse import BM25Config
+
+    ap = build_parser()
+    m = ap.parse_args(["mine", "--dataset", "d", "--output", "o"])
+    cfg = MiningConfig()
+    assert (m.depth, m.num_negatives, m.margin, m.margin_mode, m.seed, (m.rank_start, m.rank_end)) == \
+        (cfg.depth, cfg.num_negatives, cfg.margin, cfg.margin_mode, cfg.seed, cfg.rank_range)
+    assert (m.k1, m.b) == (BM25Config.k1, BM25Config.b) == (BM25Section.k1, BM25Section.b)
+    b = ap.parse_args(["bm25", "--dataset", "d", "--output", "o"])
+    assert (b.k1, b.b) == (BM25Config.k1, BM25Config.b)
+    assert (MineSection.depth, MineSection.num_negatives, MineSection.margin) == (cfg.depth, cfg.num_negatives,
+                                                                                 cfg.margin)
+    assert m.split == "train" and "default: train" in ap._subparsers._group_actions[0].choices["mine"].format_help()
