@@ -1,0 +1,242 @@
+"""Pipeline configuration: one frozen dataclass per stage, composed into a ``PipelineConfig`` read from TOML or
+YAML. Unknown sections or keys and wrong types are rejected before anything runs, naming the key."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from retriever.mining import MiningConfig
+from retriever.pretraining.tasks import PretrainConfig
+from retriever.sparse.bm25 import BM25Config
+from retriever.training.contrastive import TrainConfig
+from retriever.types import ConfigError
+
+
+@dataclass(frozen=True)
+class RunSection:
+    dataset: str = "scifact"
+    split: str = "test"
+    output: str = "runs/scifact"
+    max_docs: int | None = None
+    docs_per_shard: int = 50_000
+    ray_address: str | None = None  # None: a private local Ray; "auto", host:port or ray://host:10001
+    storage: str | None = None  # the Ray workers' storage root (folder or s3://…); None: this machine's disk
+    cpus_per_worker: float | None = None  # what each Ray worker of every stage asks for; None: 1 CPU
+    strict: bool = False  # refuse record-level data problems (empty documents, unknown judged ids) too
+
+
+@dataclass(frozen=True)
+class PretrainSection:
+    """Self-supervised pretraining of [encode].model on this corpus's text (no queries, no qrels); every later
+    stage (encode, dense, mine, train) then uses the pretrained model. Defaults: PretrainConfig's."""
+    task: str = PretrainConfig.task
+    epochs: int = PretrainConfig.epochs
+    batch_size: int = PretrainConfig.batch_size
+    lr: float = PretrainConfig.lr
+    temperature: float = PretrainConfig.temperature
+    max_seq_length: int = PretrainConfig.max_seq_length
+    mlm_weight: float = PretrainConfig.mlm_weight
+    max_texts: int | None = None  # a seeded sample of the corpus; None: every document
+    engine: str = "ray"
+    num_workers: int = 1
+    seed: int = PretrainConfig.seed
+
+
+@dataclass(frozen=True)
+class BM25Section:
+    k1: float = BM25Config.k1
+    b: float = BM25Config.b
+    k: int = 1000
+
+
+@dataclass(frozen=True)
+class EncodeSection:
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    batch_size: int = 64
+    max_seq_length: int | None = None
+    engine: str = "ray"
+    num_workers: int = 1
+
+
+@dataclass(frozen=True)
+class DenseSection:
+    """Exact search with the base encoder over its own embeddings: the dense baseline."""
+    k: int = 1000
+
+
+@dataclass(frozen=True)
+class MineSection:
+    split: str = "train"  # the labelled split to mine for (never the evaluation split)
+    retrievers: list[str] = field(default_factory=lambda: ["bm25", "dense"])
+    depth: int = MiningConfig.depth
+    num_negatives: int = MiningConfig.num_negatives
+    margin: float = MiningConfig.margin  # positive-aware false-negative filter (relative: drop > margin x pos.); 0: off
+    margin_mode: str = MiningConfig.margin_mode
+    engine: str = "local"
+    num_workers: int = 1
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """Fine-tuning with the mined tables (or in-batch negatives from the [mine] split's qrels without [mine])."""
+    split: str = "train"
+    tower: str = TrainConfig.tower  # the loop's defaults: one recipe for the API, the CLI and configs
+    epochs: int = TrainConfig.epochs
+    batch_size: int = TrainConfig.batch_size
+    lr: float = TrainConfig.lr
+    negatives: int = TrainConfig.negatives
+    loss: str = TrainConfig.loss
+    temperature: float = TrainConfig.temperature
+    max_seq_length: int | None = TrainConfig.max_seq_length
+    held_out: float = 0.1
+    engine: str = "ray"
+    num_workers: int = 1
+    seed: int = TrainConfig.seed
+
+
+@dataclass(frozen=True)
+class IndexSection:
+    factory: str = "Flat"
+    search_params: str = ""
+    memory_budget: str | None = None
+    merged: bool = False
+
+
+@dataclass(frozen=True)
+class SearchSection:
+    k: int = 1000
+
+
+@dataclass(frozen=True)
+class CompressSection:
+    variants: list[str] = field(default_factory=list)  # empty: every default variant
+    memory_budget: str | None = None
+
+
+STAGES = ("pretrain", "bm25", "encode", "dense", "mine", "train", "encode_tuned", "index", "search", "compress")
+_SECTIONS = {"run": RunSection, "pretrain": PretrainSection, "bm25": BM25Section, "encode": EncodeSection,
+             "dense": DenseSection, "mine": MineSection, "train": TrainSection, "index": IndexSection, "search": SearchSection,
+             "compress": CompressSection}
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    run: RunSection
+    pretrain: PretrainSection | None = None
+    bm25: BM25Section | None = None
+    encode: EncodeSection | None = None
+    dense: DenseSection | None = None
+    mine: MineSection | None = None
+    train: TrainSection | None = None
+    index: IndexSection | None = None
+    search: SearchSection | None = None
+    compress: CompressSection | None = None
+
+    def stages(self) -> list[str]:
+        """The configured stages in order; ``encode_tuned`` (re-encoding the corpus with the fine-tuned model)
+        follows from [train] with tower = "both" (a query-tower model keeps the base's document vectors)."""
+        return [s for s in STAGES if (self.train is not None and self.train.tower == "both" if s == "encode_tuned"
+                                      else getattr(self, s) is not None)]
+
+    def section_dict(self, name: str) -> dict | None:
+        if name == "encode_tuned":
+            return self.section_dict("encode")
+        value = getattr(self, name)
+        return None if value is None else dataclasses.asdict(value)
+
+
+def _check_type(section: str, key: str, value, annotation: str):
+    hint = typing.get_type_hints(_SECTIONS[section])[key]
+    if typing.get_origin(hint) is list:  # list[str], the only list type in the sections
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise ConfigError(f"config key [{section}].{key} must be {annotation}, got {type(value).__name__} "
+                          f"{value!r}.")
+    allowed = typing.get_args(hint) or (hint,)
+    for t in allowed:
+        if t is type(None) and value is None:
+            return value
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if t in (int, str, bool) and type(value) is t:
+            return value
+    raise ConfigError(f"config key [{section}].{key} must be {annotation}, got {type(value).__name__} "
+                      f"{value!r}.")
+
+
+def parse_config(data: dict, source: str = "config") -> PipelineConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the config must be a table of sections.")
+    unknown = sorted(set(data) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(f"{source}: unknown section(s) {unknown}; stages are {list(STAGES)} (plus [run]).")
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        if name not in data:
+            continue
+        body = data[name] if data[name] is not None else {}
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table of keys.")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        bad = sorted(set(body) - set(fields))
+        if bad:
+            raise ConfigError(f"{source}: unknown key(s) {bad} in [{name}]; known keys: {sorted(fields)}.")
+        kwargs = {k: _check_type(name, k, v, str(fields[k].type)) for k, v in body.items()}
+        sections[name] = cls(**kwargs)
+    for name in ("pretrain", "encode", "mine", "train"):
+        if name in sections and sections[name].engine not in ("ray", "local"):
+            raise ConfigError(f"{source}: [{name}].engine must be 'ray' or 'local'.")
+    if "mine" in sections:
+        bad = sorted(set(sections["mine"].retrievers) - {"bm25", "dense"})
+        if bad or not sections["mine"].retrievers:
+            raise ConfigError(f"{source}: [mine].retrievers must list 'bm25' and/or 'dense', got "
+                              f"{sections['mine'].retrievers}.")
+        if "dense" in sections["mine"].retrievers and "encode" not in sections:
+            raise ConfigError(f"{source}: [mine] with the dense retriever needs stage [encode].")
+    if "train" in sections:
+        t = sections["train"]
+        loop_config(TrainConfig, t)  # its own checks, now, before anything runs
+        if "mine" not in sections and t.negatives:
+            raise ConfigError(f"{source}: [train].negatives = {t.negatives} needs stage [mine] (or negatives = 0).")
+        if "mine" in sections and sections["mine"].split != t.split:
+            raise ConfigError(f"{source}: [train].split must equal [mine].split.")
+        if t.split == sections.get("run", RunSection()).split:
+            raise ConfigError(f"{source}: [train].split = {t.split!r} is the evaluation split; train on another "
+                              "(e.g. 'train').")
+    if "pretrain" in sections:
+        loop_config(PretrainConfig, sections["pretrain"])  # its own checks, now, before anything runs
+    needs = {"index": "encode", "search": "index", "compress": "encode", "dense": "encode", "train": "encode",
+             "pretrain": "encode"}
+    for stage, required in needs.items():
+        if stage in sections and required not in sections:
+            raise ConfigError(f"{source}: stage [{stage}] needs stage [{required}].")
+    return PipelineConfig(run=sections.get("run", RunSection()), **{k: v for k, v in sections.items() if k != "run"})
+
+
+def loop_config(cls, section):
+    """The training-loop config (``TrainConfig`` or ``PretrainConfig``) that a stage section describes: every key
+    the two share, so a key added to both needs no list kept in step."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in dataclasses.asdict(section).items() if k in names})
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found.")
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            import tomllib
+
+            data = tomllib.loads(text)
+    except Exception as e:  # tomllib and yaml raise their own error types
+        raise ConfigError(f"{path}: cannot parse ({e}).") from e
+    return parse_config(data, str(path))

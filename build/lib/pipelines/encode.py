@@ -1,0 +1,247 @@
+"""Encode stage: corpus Parquet shards -> embedding shards, on Ray Data or in-process.
+
+The work itself is ``EncodeBatch``, a plain callable class (model loaded once in ``__init__``, one batch mapped
+in ``__call__``), so it runs and is tested without Ray. On Ray, ``num_workers`` actors (each asking for
+``cpus_per_worker`` CPUs, default 1, and a GPU when the cluster has them; checked against the nodes first) load
+the model once and encode row ranges ("chunks") of the corpus shards, which they read themselves by URI: from
+the run's storage (``storage``: a local folder or an object-store URI) or, without one, from this machine's disk
+(one machine, or a shared filesystem). Chunks are handed out shard by shard as workers free up, and the driver
+writes each shard atomically the moment its last chunk is back, so Ctrl-C or a killed driver keeps every finished
+shard and a rerun encodes only the rest. Shards are the unit of resumption: finished shards (their manifest
+matches model, data and settings) are skipped; output never depends on Ray's scheduling, and a retried chunk
+cannot duplicate a row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from retriever.atomic import read_json, write_json
+from retriever.data.embeddings import shard_is_done, write_embedding_shard
+from retriever.data.parquet import iter_corpus_shards, read_manifest
+from retriever.encoders import BiEncoder, EncoderConfig, document_encoder, document_model_hash, resolve_model
+from retriever.types import ConfigError, Document
+
+from pipelines.runtime import RayEnv
+
+log = logging.getLogger("densepipe.encode")
+
+# Settings that change the vectors; batch size, device and threads do not.
+_OUTPUT_KEYS = ("model", "max_seq_length", "title_sep", "dtype")
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    engine: str = "ray"  # "ray" (Ray Data actors) or "local" (this process)
+    num_workers: int = 1  # Ray actors; each loads the model once
+    rows_per_ray_batch: int = 1024  # a chunk: sorted by length inside (less padding), cut into encoder batches
+    ray: RayEnv = RayEnv()  # the cluster: address, storage (where workers read the shards), per-worker request
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("ray", "local"):
+            raise ConfigError(f"encode engine must be 'ray' or 'local', got {self.engine!r}.")
+        if self.num_workers < 1:
+            raise ConfigError(f"encode num_workers must be >= 1, got {self.num_workers}.")
+
+
+class EncodeBatch:
+    """Map a batch of documents (columns id, title, text) to vectors. Plain class: usable without Ray."""
+
+    def __init__(self, encoder: EncoderConfig, fail_once_file: str | None = None):
+        self.encoder = BiEncoder(encoder)
+        self.fail_once_file = fail_once_file  # fault injection for tests: die once, the first time it is called
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.fail_once_file and not os.path.exists(self.fail_once_file):
+            Path(self.fail_once_file).write_text("crashed")
+            os._exit(1)
+        docs = [Document(id=str(i), title=str(t or ""), text=str(x or ""))
+                for i, t, x in zip(batch["id"], batch["title"], batch["text"])]
+        out = {"id": np.asarray(batch["id"]), "vector": self.encoder.encode_documents(docs)}
+        if "path" in batch:
+            out["path"] = np.asarray(batch["path"])
+        return out
+
+
+def shard_meta(corpus_manifest: dict, encoder: EncoderConfig, shard: dict) -> dict:
+    """What a finished embedding shard must have been made from."""
+    cfg = encoder.to_dict()
+    meta = {k: cfg[k] for k in _OUTPUT_KEYS}
+    path = resolve_model(encoder.model)
+    meta["model"] = document_encoder(path) or encoder.model  # a frozen-document model writes its base's vectors
+    meta["model_hash"] = document_model_hash(path)
+    meta["data_hash"] = f"{corpus_manifest['data_hash']}:{shard['first']}:{shard['count']}"
+    return meta
+
+
+def encode_corpus(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, config: EncodeConfig,
+                  progress: bool = True, fail_once_file: str | None = None) -> dict:
+    """Encode every unfinished shard of ``corpus_dir`` into ``out_dir``; return the top-level manifest."""
+    corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmanifest = read_manifest(corpus_dir)
+    metas = {s["file"]: shard_meta(cmanifest, config.encoder, s) for s in cmanifest["shards"]}
+    pending = [(i, s) for i, s in enumerate(cmanifest["shards"]) if not shard_is_done(out_dir, i, metas[s["file"]])]
+    todo = sum(s["count"] for _, s in pending)
+    log.info("encode: %d of %d shards to do (%d docs)", len(pending), len(cmanifest["shards"]), todo)
+    start = time.perf_counter()
+    if pending:
+        (out_dir / "manifest.json").unlink(missing_ok=True)  # incomplete until every shard is back
+        bar = tqdm(total=todo, desc="encode", unit="doc", disable=not progress)
+        runner = _encode_ray if config.engine == "ray" else _encode_local
+        try:
+            placement = runner(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file) or {}
+        finally:
+            bar.close()
+    else:
+        placement = {}
+    seconds = time.perf_counter() - start
+    manifest = {"corpus": str(corpus_dir), "data_hash": cmanifest["data_hash"], "num_docs": cmanifest["num_docs"],
+                "encoder": config.encoder.to_dict(), "shards": [],
+                "last_run": {"docs": todo, "seconds": round(seconds, 3),
+                             "docs_per_s": round(todo / seconds, 2) if todo and seconds else None,
+                             "engine": config.engine, "num_workers": config.num_workers, **placement},
+                "versions": _versions()}
+    for i in range(len(cmanifest["shards"])):
+        manifest["shards"].append(read_json(out_dir / f"emb-{i:05d}.json"))
+    if todo:
+        log.info("encode: %d docs in %.1f s (%.1f docs/s)", todo, seconds, todo / max(seconds, 1e-9))
+    write_json(out_dir / "manifest.json", manifest)
+    return manifest
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("densepipe", "torch", "sentence-transformers", "transformers", "ray"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def _write(out_dir: Path, index: int, ids: list[str], vectors: np.ndarray, meta: dict,
+           encoder: EncoderConfig) -> None:
+    extra = {"path": resolve_model(encoder.model), "dim": int(vectors.shape[1]), "created": time.time()}
+    write_embedding_shard(out_dir, index, ids, vectors, {**meta, **extra})
+
+
+def _encode_local(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file) -> None:
+    fn = EncodeBatch(config.encoder, fail_once_file)
+    shards = dict(pending)
+    for index, (shard, docs) in enumerate(iter_corpus_shards(corpus_dir)):
+        if index not in shards:
+            continue
+        ids, parts = [], []
+        step = config.rows_per_ray_batch
+        for start in range(0, len(docs), step):
+            chunk = docs[start:start + step]
+            out = fn({"id": np.array([d.id for d in chunk], dtype=object),
+                      "title": np.array([d.title for d in chunk], dtype=object),
+                      "text": np.array([d.text for d in chunk], dtype=object)})
+            ids.extend(out["id"].tolist())
+            parts.append(out["vector"])
+            bar.update(len(chunk))
+        _write(out_dir, index, ids, np.concatenate(parts), metas[shard["file"]], config.encoder)
+
+
+class EncodeChunks:
+    """A Ray actor's body: reads corpus shards by URI (one kept open) and encodes row ranges of them."""
+
+    def __init__(self, encoder: EncoderConfig, fail_once_file: str | None = None):
+        self.fn = EncodeBatch(encoder, fail_once_file)
+        self._uri, self._table = None, None
+
+    def __call__(self, uri: str, start: int, stop: int) -> dict:
+        from pipelines.runtime import node_id
+        from retriever.data.parquet import read_parquet_uri
+
+        if uri != self._uri:
+            self._uri, self._table = uri, read_parquet_uri(uri, ["id", "title", "text"])
+        rows = self._table.slice(start, stop - start)
+        out = self.fn({k: np.asarray(rows.column(k).to_pylist(), dtype=object) for k in ("id", "title", "text")})
+        return {"id": out["id"].tolist(), "vector": out["vector"], "node": node_id()}
+
+
+def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file) -> dict:
+    import ray
+
+    from pipelines.runtime import ClusterError, check_fits, open_storage
+
+    env = config.ray
+    env.start()
+    request = env.request(config.num_workers)
+    check_fits(request, config.num_workers, "encode")
+    encoder_cfg = config.encoder
+    if encoder_cfg.threads is None and not request["GPU"]:
+        from dataclasses import replace
+
+        encoder_cfg = replace(encoder_cfg, threads=max(1, int(request["CPU"])))  # no more threads than its CPUs
+    storage = open_storage(env.storage)
+    if storage is not None:
+        key = f"corpus/{read_manifest(corpus_dir)['data_hash']}-{Path(corpus_dir).name}"
+        storage.publish_dir(corpus_dir, key, stamp=read_manifest(corpus_dir)["data_hash"])
+        uris = {i: storage.uri(f"{key}/{s['file']}") for i, s in pending}
+    else:
+        uris = {i: str((Path(corpus_dir) / s["file"]).resolve()) for i, s in pending}
+    step = config.rows_per_ray_batch
+    chunks = [(i, a, min(a + step, s["count"])) for i, s in pending for a in range(0, s["count"], step)]
+    Actor = ray.remote(num_cpus=request["CPU"], num_gpus=request["GPU"], max_restarts=-1,
+                       max_task_retries=-1)(EncodeChunks)
+    actors = [Actor.remote(encoder_cfg, fail_once_file) for _ in range(min(config.num_workers, len(chunks)))]
+    shards = dict(pending)
+    parts: dict[int, dict[int, dict]] = {i: {} for i, _ in pending}
+    nodes: set[str] = set()
+    inflight: dict = {}
+    todo = list(reversed(chunks))
+
+    def submit(actor) -> None:
+        if todo:
+            chunk = todo.pop()
+            inflight[actor.__call__.remote(uris[chunk[0]], chunk[1], chunk[2])] = (actor, chunk)
+
+    try:
+        for actor in actors:  # two chunks each in flight: a worker never waits for the driver
+            submit(actor)
+            submit(actor)
+        while inflight:
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=env.stall_timeout)
+            if not ready:
+                raise ClusterError(f"encode: no chunk finished in {env.stall_timeout:g} s ({len(inflight)} in "
+                                   f"flight, {len(todo)} waiting); the workers may be waiting for resources "
+                                   f"({request} each) — see `ray status`, or raise stall_timeout for slow models.")
+            actor, (index, a, b) = inflight.pop(ready[0])
+            out = ray.get(ready[0])
+            submit(actor)
+            nodes.add(out["node"])
+            parts[index][a] = out
+            bar.update(b - a)
+            if sum(len(p["id"]) for p in parts[index].values()) == shards[index]["count"]:
+                got = [parts[index][k] for k in sorted(parts[index])]
+                _write(out_dir, index, [d for p in got for d in p["id"]], np.concatenate([p["vector"] for p in got]),
+                       metas[shards[index]["file"]], encoder_cfg)
+                del parts[index]
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+    return {"nodes": sorted(nodes), "cpus_per_worker": request["CPU"], "gpus_per_worker": request["GPU"]}
+
+
+def corpus_vectors(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, encoder: EncoderConfig,
+                   progress: bool = True) -> tuple[list[str], np.ndarray]:
+    """All document ids and vectors of a corpus, encoded in-process where the cached shards do not cover it."""
+    from retriever.data.embeddings import read_embeddings
+
+    encode_corpus(corpus_dir, out_dir, EncodeConfig(encoder, engine="local"), progress=progress)
+    _, shards = read_embeddings(out_dir)
+    return [i for s in shards for i in s[0]], np.concatenate([s[1] for s in shards])

@@ -1,0 +1,1 @@
+"""densepipe's models and learning: data contracts, readers, encoders, evaluation. No Ray, no CLI."""

@@ -1,0 +1,147 @@
+"""The bi-encoder: a sentence-transformers model with separate query and document paths."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from retriever.encoders.registry import resolve_model
+from retriever.types import ConfigError, Document
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    batch_size: int = 64
+    max_seq_length: int | None = None  # None: the model's saved value
+    device: str | None = None  # None: cuda when available, else cpu
+    title_sep: str = " "  # BEIR's and MTEB's convention for "title text"
+    dtype: str = "float32"  # of the stored vectors: float32 or float16
+    threads: int | None = None  # torch intra-op threads on CPU; None: torch's default
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"encoder batch_size must be >= 1, got {self.batch_size}.")
+        if self.dtype not in ("float32", "float16"):
+            raise ConfigError(f"encoder dtype must be float32 or float16, got {self.dtype!r}.")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_hash(folder: str) -> str:
+    """Content hash of a local model folder (every file's name and bytes, except a ``.cache`` folder inside it);
+    the hub name for remote models. Only the part of a path below the folder is looked at, so a model that itself
+    lives under ``~/.cache`` is hashed whole. Remembered per (file, size, mtime), so a model retrained in place is
+    hashed afresh."""
+    root = Path(folder)
+    if not root.is_dir():
+        return hashlib.sha256(folder.encode()).hexdigest()[:16]
+    stats = []
+    for rel in sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file()):
+        if ".cache" not in rel.parts:
+            st = (root / rel).stat()
+            stats.append((str(rel), st.st_size, st.st_mtime_ns))
+    return _content_hash(str(root), tuple(stats))
+
+
+@lru_cache(maxsize=16)
+def _content_hash(root: str, stats: tuple) -> str:
+    h = hashlib.sha256()
+    for rel, _, _ in stats:
+        h.update(rel.encode())
+        with open(Path(root) / rel, "rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+TRAINING_INFO = "densepipe_training.json"
+
+
+def document_encoder(folder: str) -> str | None:
+    """The base model that encodes *documents* for a model fine-tuned with frozen documents (``tower="query"``):
+    its document route is the base's weights, recorded with their hash, so its corpus vectors are the base
+    model's and are reused. None for any other model (or when the base installed here is not the one trained
+    against)."""
+    info = Path(folder) / TRAINING_INFO
+    if not info.is_file():
+        return None
+    import json
+
+    recorded = json.loads(info.read_text())
+    base, expected = recorded.get("document_encoder"), recorded.get("document_encoder_hash")
+    if not base or not expected:
+        return None
+    return base if model_hash(resolve_model(base)) == expected else None
+
+
+def document_model_hash(folder: str) -> str:
+    base = document_encoder(folder)
+    return model_hash(resolve_model(base) if base else folder)
+
+
+class BiEncoder:
+    """Implements the ``Encoder`` protocol over a SentenceTransformer.
+
+    Normalization follows the model's saved similarity: a model scored by cosine gets unit vectors (so inner
+    product search equals cosine), unless it already ends in a Normalize module; a dot-product model is left as is.
+    """
+
+    def __init__(self, config: EncoderConfig = EncoderConfig(), model=None):
+        self.config = config
+        if model is None:
+            from sentence_transformers import SentenceTransformer
+
+            if config.threads:
+                import torch
+
+                torch.set_num_threads(config.threads)
+            self.path = resolve_model(config.model)
+            model = SentenceTransformer(self.path, device=config.device)
+        else:
+            self.path = getattr(model, "_densepipe_path", config.model)
+        self.model = model
+        if config.max_seq_length:
+            model.max_seq_length = config.max_seq_length
+        similarity = getattr(model, "similarity_fn_name", None) or "cosine"
+        has_normalize = any(type(m).__name__ == "Normalize" for m in model)
+        self.normalize = similarity == "cosine" and not has_normalize
+        self.normalized = similarity == "cosine"
+        self.similarity = similarity
+
+    @property
+    def dim(self) -> int:
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(getter())
+
+    @property
+    def fingerprint(self) -> str:
+        return model_hash(self.path)
+
+    def describe(self) -> dict:
+        return {"model": self.config.model, "path": self.path, "model_hash": self.fingerprint, "dim": self.dim,
+                "similarity": self.similarity, "normalized": self.normalized,
+                "max_seq_length": int(self.model.max_seq_length), "dtype": self.config.dtype}
+
+    def _encode(self, texts: Sequence[str], kind: str, show_progress: bool) -> np.ndarray:
+        fn = self.model.encode_query if kind == "query" else self.model.encode_document
+        vectors = fn(list(texts), batch_size=self.config.batch_size, convert_to_numpy=True,
+                     normalize_embeddings=self.normalize, show_progress_bar=show_progress)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_queries(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        return self._encode(texts, "query", show_progress)
+
+    def encode_documents(self, docs: Sequence[Document], show_progress: bool = False) -> np.ndarray:
+        return self._encode([d.joined(self.config.title_sep) for d in docs], "document", show_progress)
+
+
+def default_threads() -> int:
+    return max(1, os.cpu_count() or 1)

@@ -1,0 +1,257 @@
+"""Supervised contrastive fine-tuning of a sentence-transformers bi-encoder.
+
+Each step takes a batch of (query, positive, hard negatives); the loss (InfoNCE or debiased InfoNCE, optionally
+through a gradient cache) sees every positive and negative of the batch as candidates for every query, with a
+query's other known positives masked out. Two ways to train:
+
+- ``tower="both"`` — one shared encoder for queries and documents (DPR, sentence-transformers'
+  MultipleNegativesRankingLoss); the corpus must be re-encoded afterwards.
+- ``tower="query"`` — documents keep the vectors the base model gave them (precomputed, fixed) and only the
+  query encoder learns, as JPQ (Zhan et al., CIKM 2021) does for its query tower: no re-encoding, so cheap to
+  train and to deploy; the saved model routes documents to the base weights.
+
+Deterministic and resumable: the batch order of epoch e is a permutation seeded by (seed, e), the negatives and
+dropout of step s are seeded by (seed, s), and a checkpoint every ``checkpoint_every`` steps holds the model,
+optimizer, scheduler and logs, so a killed run resumed from its checkpoint ends where an unbroken one would.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retriever.training.checkpoint import TrainState, checkpoint, resume
+from retriever.training.examples import TrainingExample
+from retriever.training.optim import make_optimizer, take_step
+from retriever.types import ConfigError
+
+log = logging.getLogger("densepipe.train")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Defaults: the recipe picked on SciFact's held-out training queries (benchmarks/finetune.py)."""
+    epochs: int = 5
+    batch_size: int = 32
+    lr: float = 5e-5
+    warmup: float = 0.1  # fraction of all steps with a linear warm-up, then linear decay to 0
+    weight_decay: float = 0.01
+    loss: str = "infonce"  # "infonce" or "debiased"
+    temperature: float = 0.05
+    tau_plus: float = 0.1  # class prior of the debiased loss
+    symmetric: bool = False  # also document -> query (InfoNCE only)
+    negatives: int = 8  # mined hard negatives per query per step; 0 = in-batch negatives only
+    tower: str = "query"  # "query" (documents keep the base model's vectors) or "both" (one shared encoder)
+    max_seq_length: int | None = 128  # token limit while training (documents are truncated); None: the model's
+    grad_cache_chunk: int | None = None  # embed in chunks of this size through a gradient cache; None: at once
+    checkpoint_every: int = 25  # steps
+    eval_every: int = 0  # steps between held-out evaluations; 0: after each epoch
+    max_steps: int | None = None  # stop early (smoke runs)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("infonce", "debiased"):
+            raise ConfigError(f"train loss must be 'infonce' or 'debiased', got {self.loss!r}.")
+        if self.tower not in ("both", "query"):
+            raise ConfigError(f"train tower must be 'both' or 'query', got {self.tower!r}.")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ConfigError("train epochs must be >= 1 and batch_size >= 2 (in-batch negatives need two).")
+        if self.negatives < 0 or self.lr <= 0 or not 0 <= self.warmup < 1:
+            raise ConfigError("train negatives must be >= 0, lr > 0 and warmup in [0, 1).")
+        if self.symmetric and self.loss != "infonce":
+            raise ConfigError("symmetric is an InfoNCE option; set loss = 'infonce' or symmetric = false.")
+        if self.checkpoint_every < 1:
+            raise ConfigError("train checkpoint_every must be >= 1.")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_loss(config: TrainConfig):
+    from retriever.losses import DebiasedInfoNCE, DebiasedInfoNCEConfig, InfoNCE, InfoNCEConfig
+
+    if config.loss == "debiased":
+        return DebiasedInfoNCE(DebiasedInfoNCEConfig(config.temperature, config.tau_plus))
+    return InfoNCE(InfoNCEConfig(config.temperature, config.symmetric))
+
+
+def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """The batches of one epoch (the last, smaller one dropped: in-batch negatives want full batches)."""
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return [order[i:i + batch_size] for i in range(0, n - batch_size + 1, batch_size)] or [order]
+
+
+def sample_negatives(example: TrainingExample, k: int, rng: np.random.Generator) -> list[str]:
+    if k == 0 or not example.negative_ids:
+        return []
+    pick = rng.choice(len(example.negative_ids), size=min(k, len(example.negative_ids)), replace=False)
+    return [example.negative_ids[i] for i in sorted(pick)]
+
+
+def positive_mask(query_ids: Sequence[str], doc_ids: Sequence[str], positives: Mapping[str, set]):
+    """(B, D) True where column c is a known positive of row r's query other than its own (column r)."""
+    import torch
+
+    return torch.tensor([[c != r and d in positives.get(q, ()) for c, d in enumerate(doc_ids)]
+                         for r, q in enumerate(query_ids)], dtype=torch.bool)
+
+
+def embedding_fn(model):
+    """texts -> embeddings with gradients, normalized when the model is scored by cosine (as at search time)."""
+    import torch
+    import torch.nn.functional as F
+
+    module = getattr(model, "module", model)  # under DistributedDataParallel
+    prepare = getattr(module, "preprocess", None) or module.tokenize  # renamed in sentence-transformers 6
+    device = next(module.parameters()).device
+    normalize = (getattr(module, "similarity_fn_name", None) or "cosine") == "cosine"
+
+    def encode(texts: Sequence[str]) -> torch.Tensor:
+        features = {k: v.to(device) if hasattr(v, "to") else v for k, v in prepare(list(texts)).items()}
+        emb = model(features)["sentence_embedding"]
+        return F.normalize(emb, dim=-1) if normalize else emb
+
+    return encode
+
+
+class ContrastiveTrainer:
+    """``model``: a SentenceTransformer (trained in place). ``query_text`` / ``doc_text`` map ids to texts;
+    ``doc_vectors`` (ids -> row, matrix) is required for ``tower="query"``. ``positives``: every known positive
+    per query (for masking). ``evaluate(model) -> dict`` runs on held-out data; ``report(dict)`` receives
+    progress (Ray Train's ``report`` in a worker). ``crash_at``: kill the process after this step (tests)."""
+
+    def __init__(self, model, config: TrainConfig, examples: Sequence[TrainingExample],
+                 query_text: Mapping[str, str], doc_text: Mapping[str, str] | Callable[[str], str],
+                 positives: Mapping[str, set], out_dir: str | os.PathLike, fingerprint: str,
+                 doc_vectors: tuple[Mapping[str, int], np.ndarray] | None = None,
+                 evaluate: Callable[[object], dict] | None = None, report: Callable[[dict], None] | None = None,
+                 rank: int = 0, world_size: int = 1, crash_at: int | None = None):
+        if config.tower == "query" and doc_vectors is None:
+            raise ConfigError("tower='query' trains against fixed document vectors: pass doc_vectors.")
+        if not examples:
+            raise ConfigError("no training examples.")
+        if world_size > 1 and config.grad_cache_chunk:
+            raise ConfigError("grad_cache_chunk works with one training worker; with several, the batch is split "
+                              "between them already: leave grad_cache_chunk unset or use num_workers = 1.")
+        self.model, self.config, self.examples = model, config, list(examples)
+        self.query_text, self.positives = query_text, positives
+        self.doc_text = doc_text if callable(doc_text) else doc_text.__getitem__
+        self.doc_vectors = doc_vectors
+        self.out = Path(out_dir)
+        self.fingerprint, self.evaluate, self.report = fingerprint, evaluate, report
+        self.rank, self.world_size, self.crash_at = rank, world_size, crash_at
+        self.batches_per_epoch = len(batch_order(len(self.examples), config.batch_size, config.seed, 0))
+        self.total_steps = config.epochs * self.batches_per_epoch
+        if config.max_steps is not None:
+            self.total_steps = min(self.total_steps, config.max_steps)
+
+    # -- pieces -----------------------------------------------------------------------------------------------
+    def _fixed(self, ids: Sequence[str]):
+        import torch
+
+        rows, xb = self.doc_vectors
+        device = next(getattr(self.model, "module", self.model).parameters()).device
+        return torch.as_tensor(xb[[rows[d] for d in ids]], dtype=torch.float32, device=device)
+
+    def _global_batch_loss(self, loss_fn, encode, qids, pos_ids, negs, mask):
+        """The loss over the global batch: this worker encodes its slice (one forward pass, as
+        DistributedDataParallel wants), the other workers' embeddings are gathered (see ``distributed.py``)."""
+        from retriever.training.distributed import gather_rows, rank_slices
+
+        slices = rank_slices(len(qids), self.world_size)
+        mine = slices[self.rank]
+        neg_start = np.cumsum([0] + [len(n) for n in negs])
+        neg_order = [[int(neg_start[j]) + k for j in s for k in range(len(negs[j]))] for s in slices]
+        texts = [self.query_text[qids[j]] for j in mine]
+        if self.config.tower == "both":
+            texts += [self.doc_text(pos_ids[j]) for j in mine] + [self.doc_text(d) for j in mine for d in negs[j]]
+        emb = encode(texts)
+        n_q, n_neg = len(mine), len(neg_order[self.rank])
+        q = gather_rows(emb[:n_q], [len(s) for s in slices], self.rank, [j for s in slices for j in s])
+        neg_ids = [d for n in negs for d in n]
+        if self.config.tower == "query":
+            p, n = self._fixed(pos_ids), self._fixed(neg_ids) if neg_ids else None
+        else:
+            p = gather_rows(emb[n_q:2 * n_q], [len(s) for s in slices], self.rank, [j for s in slices for j in s])
+            n = gather_rows(emb[2 * n_q:2 * n_q + n_neg], [len(o) for o in neg_order], self.rank,
+                            [i for o in neg_order for i in o]) if neg_ids else None
+        if n is not None and n.shape[0] == 0:
+            n = None
+        return loss_fn(q, p, n, mask=mask)
+
+    # -- the loop ---------------------------------------------------------------------------------------------
+    def fit(self) -> TrainState:
+        import torch
+
+        from retriever.losses import GradCache, GradCacheConfig
+
+        cfg = self.config
+        module = getattr(self.model, "module", self.model)
+        saved_len = module.max_seq_length
+        if cfg.max_seq_length:
+            module.max_seq_length = cfg.max_seq_length
+        loss_fn = build_loss(cfg)
+        cache = GradCache(loss_fn, GradCacheConfig(cfg.grad_cache_chunk)) if cfg.grad_cache_chunk else None
+        opt, sched = make_optimizer(self.model, cfg.lr, cfg.weight_decay, self.total_steps, cfg.warmup)
+        state = resume(self.out, self.fingerprint, module, opt, sched)
+        encode = embedding_fn(self.model)
+        if self.evaluate is not None and state.step == 0 and not state.evals:  # the starting point, for the curve
+            self.model.eval()
+            with torch.no_grad():
+                state.evals.append({"step": 0, "epoch": 0, **self.evaluate(module)})
+        started = time.perf_counter() - state.seconds
+        self.model.train()
+        while state.step < self.total_steps:
+            epoch, index = divmod(state.step, self.batches_per_epoch)
+            batch = batch_order(len(self.examples), cfg.batch_size, cfg.seed, epoch)[index]
+            rng = np.random.default_rng([cfg.seed, 1, state.step])
+            torch.manual_seed(cfg.seed * 1_000_003 + state.step)  # dropout of this step, resumable
+            rows = [self.examples[i] for i in batch]
+            qids = [e.query_id for e in rows]
+            pos_ids = [e.positive_id for e in rows]
+            negs = [sample_negatives(e, cfg.negatives, rng) for e in rows]  # the whole batch's, on every worker
+            neg_ids = [d for n in negs for d in n]
+            mask = positive_mask(qids, pos_ids + neg_ids, self.positives).to(next(module.parameters()).device)
+            if self.world_size > 1:
+                loss = self._global_batch_loss(loss_fn, encode, qids, pos_ids, negs, mask)
+                (loss * self.world_size).backward()  # DDP averages over workers: the sum is the global gradient
+                entry = take_step(opt, sched, state, started, epoch, loss)
+            else:
+                queries = [self.query_text[q] for q in qids]
+                if cfg.tower == "query":
+                    docs = [self._fixed(pos_ids), self._fixed(neg_ids) if neg_ids else None]
+                else:
+                    docs = [(encode, [self.doc_text(d) for d in pos_ids]),
+                            (encode, [self.doc_text(d) for d in neg_ids]) if neg_ids else None]
+                if cache is not None:
+                    loss = cache.step([(encode, queries), *docs], mask=mask)
+                else:
+                    tensors = [g if g is None or isinstance(g, torch.Tensor) else g[0](g[1]) for g in docs]
+                    loss = loss_fn(encode(queries), *tensors, mask=mask)
+                    loss.backward()
+                entry = take_step(opt, sched, state, started, epoch, loss)
+            end_of_epoch = state.step % self.batches_per_epoch == 0 or state.step == self.total_steps
+            if self.evaluate is not None and (end_of_epoch if not cfg.eval_every
+                                              else state.step % cfg.eval_every == 0 or
+                                              state.step == self.total_steps):
+                self.model.eval()
+                with torch.no_grad():
+                    metrics = self.evaluate(module)
+                self.model.train()
+                state.evals.append({"step": state.step, "epoch": epoch + 1, **metrics})
+                entry = {**entry, **{f"heldout_{k}": v for k, v in metrics.items()}}
+            if self.report is not None:
+                self.report(entry)
+            if self.rank == 0 and (state.step % cfg.checkpoint_every == 0 or end_of_epoch):
+                checkpoint(self.out, self.fingerprint, module, opt, sched, state)
+            if self.crash_at is not None and state.step >= self.crash_at:
+                os.kill(os.getpid(), 9)  # a hard kill, as the OOM killer or a lost node would
+        self.model.eval()
+        module.max_seq_length = saved_len
+        return state
