@@ -203,7 +203,7 @@ q = model.encode_query(["what causes malaria?"])        # the fine-tuned query w
 d = model.encode_document(["Malaria is caused by ..."])  # the base model's document weights
 ```
 
-Plain `model.encode(...)` takes the *document* route (the base model): it returns document vectors, not query
+Plain `model.encode(...)` takes the document route (the base model): it returns document vectors, not query
 vectors. Training record: `densepipe_training.json`.
 
 """ + rest)

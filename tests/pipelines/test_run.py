@@ -52,6 +52,8 @@ def test_run_caches_stages_and_redoes_only_what_changed(scifact_slice, tmp_path,
     assert first["metrics"]["search"]["ndcg@10"] > 0.75
     report = (out / "report.md").read_text()
     assert "| sentence-transformers/all-MiniLM-L6-v2 · Flat |" in report and "## Compression" in report
+    n_docs = sum(1 for _ in open(scifact_slice / "corpus.jsonl"))
+    assert f"{n_docs} documents, 40 queries" in report.splitlines()[0]
     assert "Picked under the 1GB budget: **" in report
     again = run_cli(capsys, "run", str(cfg))
     assert all(s["skipped"] for s in again["stages"].values())

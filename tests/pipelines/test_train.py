@@ -70,6 +70,8 @@ def test_frozen_documents_route_to_the_base_and_reuse_its_vectors(toy_beir, tiny
     assert not np.allclose(tuned.encode_query(texts), base.encode_query(texts), atol=1e-4)
     prep = prepare(str(toy_beir), "train")
     assert prep.embeddings_dir(info["model"]) == prep.embeddings_dir(str(tiny_model))
+    card = (Path(info["model"]) / "README.md").read_text()  # plain encode() takes the document route: said so
+    assert "encode_query" in card and "document route" in card
     assert [e["step"] for e in info["held_out_evals"]][0] == 0
 
 
@@ -204,3 +206,40 @@ def test_cli_and_config_defaults_come_from_the_config_classes():
     assert (MineSection.depth, MineSection.num_negatives, MineSection.margin) == (cfg.depth, cfg.num_negatives,
                                                                                  cfg.margin)
     assert m.split == "train" and "default: train" in ap._subparsers._group_actions[0].choices["mine"].format_help()
+
+
+def test_options_a_command_would_ignore_are_not_offered():
+    from pipelines.cli import build_parser
+
+    ap = build_parser()
+    for argv in (["search", "--dataset", "d", "--index", "i", "--output", "o"],
+                 ["hyde", "--dataset", "d", "--output", "o"], ["leaderboard", "--datasets", "d"]):
+        with pytest.raises(SystemExit):
+            ap.parse_args([*argv, "--docs-per-shard", "10"])
+    with pytest.raises(SystemExit):
+        ap.parse_args(["search", "--dataset", "d", "--index", "i", "--output", "o", "--dtype", "float16"])
+    for command in ("encode", "mine", "train", "hyde"):
+        text = ap._subparsers._group_actions[0].choices[command].format_help()
+        assert "for this command" in " ".join(text.split()) and "encode stage" not in text
+
+
+def test_bm25_parameters_reach_bm25_mining(monkeypatch, tmp_path):
+    """[bm25] k1 and b (and --k1/--b) are the ones the mining searcher gets, and they are part of its stage key."""
+    import retriever.sparse as sparse
+    from pipelines.config import load_config
+    from pipelines.mine import MineJob, MineShard
+    from pipelines.run import PipelineRun
+
+    seen = {}
+
+    class Capture:
+        def __init__(self, index_dir, config):
+            seen["config"] = config
+
+    monkeypatch.setattr(sparse, "BM25Searcher", Capture)
+    MineShard(MineJob("d", "o", retriever="bm25", bm25_k1=1.2, bm25_b=0.75), str(tmp_path), None)
+    assert (seen["config"].k1, seen["config"].b) == (1.2, 0.75)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[run]\ndataset = "scifact"\n[bm25]\nk1 = 1.2\n[encode]\n[mine]\nretrievers = ["bm25"]\n'
+                   '[train]\nnegatives = 2\n')
+    assert "bm25" in PipelineRun(load_config(cfg)).upstream("mine")
