@@ -1,1 +1,0 @@
-"""densepipe's models and learning: data contracts, readers, encoders, evaluation. No Ray, no CLI."""
