@@ -54,29 +54,13 @@ def ray_encode(corpus_dir: str, out_dir: str, model: str, batch_size: int, worke
     manifest = encode_corpus(corpus_dir, out_dir, EncodeConfig(EncoderConfig(model=model, batch_size=batch_size),
                                                                engine="ray", num_workers=workers), progress=False)
     total = time.perf_counter() - t0
-    # peak RSS of this driver and, separately, of the actor processes Ray ran
-    actors = _ray_worker_peak_mb()
+    # peak RSS of this driver and, separately, of the encode actors (each reports its own)
+    actors = manifest["last_run"].get("worker_peak_rss_mb")
     ray.shutdown()
     docs = manifest["num_docs"]
     return {"docs": docs, "total_s": round(total, 2), "docs_per_s": round(docs / total, 2),
             "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "workers_peak_rss_mb": actors}
-
-
-def _ray_worker_peak_mb() -> float | None:
-    try:
-        import psutil
-    except ImportError:
-        return None
-    peak = 0.0
-    for p in psutil.process_iter(["name", "cmdline"]):
-        cmd = " ".join(p.info.get("cmdline") or [])
-        if "ray::" in cmd or "default_worker.py" in cmd:
-            try:
-                peak = max(peak, p.memory_info().rss / 2**20)
-            except psutil.Error:
-                pass
-    return round(peak, 1)
 
 
 def child(kind: str, args: list[str]) -> dict:

@@ -110,6 +110,18 @@ def cmd_data_check(a) -> tuple[int, dict]:
     return 0 if not report.corrupt else 1, {**summary, **report.to_dict()}
 
 
+def cmd_prepare(a) -> tuple[int, dict]:
+    from retriever.data.parquet import read_manifest
+
+    from pipelines.workspace import prepare
+
+    prep = prepare(a.dataset, a.split, a.docs_per_shard, max_docs=a.max_docs)
+    manifest = read_manifest(prep.corpus_dir)
+    return 0, {"dataset": prep.dataset.name, "split": prep.dataset.split, "corpus": str(prep.corpus_dir),
+               "documents": manifest["num_docs"], "shards": len(manifest["shards"]),
+               "queries": len(prep.dataset.queries), "data_hash": manifest["data_hash"]}
+
+
 def cmd_bm25(a) -> tuple[int, dict]:
     from pipelines.baselines import run_bm25
 
@@ -355,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.add_argument("--split", default=None, help="only this qrels split of a BEIR folder (default: all)")
     p.set_defaults(func=cmd_data_check)
+
+    p = sub.add_parser("prepare", help="validate a dataset and cut its corpus into Parquet shards (what every "
+                       "stage reads; skipped when unchanged)")
+    _add_dataset(p)
+    p.add_argument("--docs-per-shard", type=int, default=50_000)
+    p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("bm25", help="BM25 baseline with Pyserini (BEIR flat: title + text)")
     _add_dataset(p)

@@ -170,7 +170,10 @@ class EncodeChunks:
             self._uri, self._table = uri, read_parquet_uri(uri, ["id", "title", "text"])
         rows = self._table.slice(start, stop - start)
         out = self.fn({k: np.asarray(rows.column(k).to_pylist(), dtype=object) for k in ("id", "title", "text")})
-        return {"id": out["id"].tolist(), "vector": out["vector"], "node": node_id()}
+        import resource
+
+        return {"id": out["id"].tolist(), "vector": out["vector"], "node": node_id(),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file) -> dict:
@@ -202,6 +205,7 @@ def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file
     shards = dict(pending)
     parts: dict[int, dict[int, dict]] = {i: {} for i, _ in pending}
     nodes: set[str] = set()
+    peak_rss = 0.0
     inflight: dict = {}
     todo = list(reversed(chunks))
 
@@ -224,6 +228,7 @@ def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file
             out = ray.get(ready[0])
             submit(actor)
             nodes.add(out["node"])
+            peak_rss = max(peak_rss, out["peak_rss_mb"])
             parts[index][a] = out
             bar.update(b - a)
             if sum(len(p["id"]) for p in parts[index].values()) == shards[index]["count"]:
@@ -234,7 +239,8 @@ def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file
     finally:
         for actor in actors:
             ray.kill(actor)
-    return {"nodes": sorted(nodes), "cpus_per_worker": request["CPU"], "gpus_per_worker": request["GPU"]}
+    return {"nodes": sorted(nodes), "cpus_per_worker": request["CPU"], "gpus_per_worker": request["GPU"],
+            "worker_peak_rss_mb": round(peak_rss, 1)}
 
 
 def corpus_vectors(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, encoder: EncoderConfig,

@@ -91,3 +91,11 @@ def test_search_refuses_a_model_that_does_not_match_the_index(tmp_path, capsys, 
                  "--output", str(tmp_path / "bad.trec")])
     err = capsys.readouterr().err
     assert code == 2 and "384-dimensional" in err and "32-dimensional" in err and "Traceback" not in err
+
+
+def test_prepare_command_cuts_the_corpus_into_shards(tmp_path, capsys):
+    out = run_cli(capsys, "prepare", "--dataset", str(MESSY), "--docs-per-shard", "5")
+    assert (out["documents"], out["shards"], out["queries"]) == (12, 3, 6)
+    assert out["data_problems"] == EXPECTED and Path(out["corpus"]).is_dir()
+    again = run_cli(capsys, "prepare", "--dataset", str(MESSY), "--docs-per-shard", "5")
+    assert again["data_hash"] == out["data_hash"]
