@@ -183,7 +183,8 @@ def node_id() -> str:
 
 
 # -- storage ---------------------------------------------------------------------------------------------------
-_DONE = "_densepipe_upload.json"
+_DONE = ".densepipe-upload.json"  # a sibling of the folder (FOLDER.densepipe-upload.json), never inside it, so a
+# published model folder hashes the same as the original
 
 
 class Storage:
@@ -224,7 +225,7 @@ class Storage:
         """Upload ``local`` (a finished folder) to ``key`` unless the same stamp is already there; its URI."""
         import pyarrow.fs as pafs
 
-        marker = self._path(f"{key}/{_DONE}")
+        marker = self._path(f"{key.rstrip('/')}{_DONE}")
         if self._read_marker(marker) == stamp:
             return self.uri(key)
         local = Path(local)
@@ -258,10 +259,11 @@ def fetch_dir(uri: str, cache: str | os.PathLike | None = None) -> Path:
         return Path(uri)
     fs, path = pafs.FileSystem.from_uri(uri)
     path = path.rstrip("/")
-    info = fs.get_file_info(f"{path}/{_DONE}")
+    info = fs.get_file_info(f"{path}{_DONE}")
     if info.type != pafs.FileType.File:
-        raise ClusterError(f"{uri}: not a finished upload (no {_DONE}); the stage that writes it did not finish.")
-    with fs.open_input_stream(f"{path}/{_DONE}") as f:
+        raise ClusterError(f"{uri}: not a finished upload (no {_DONE} beside it); the stage that writes it did "
+                           "not finish.")
+    with fs.open_input_stream(f"{path}{_DONE}") as f:
         stamp = f.read().decode()
     root = Path(cache or os.environ.get("DRP_NODE_CACHE") or Path(tempfile.gettempdir()) / "densepipe-node-cache")
     local = root / hashlib.sha256(f"{uri.split('?')[0]}:{stamp}".encode()).hexdigest()[:20]
@@ -272,7 +274,7 @@ def fetch_dir(uri: str, cache: str | os.PathLike | None = None) -> Path:
     tmp.mkdir(parents=True)
     for entry in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
         rel = entry.path[len(path) + 1:]
-        if entry.type != pafs.FileType.File or rel == _DONE:
+        if entry.type != pafs.FileType.File:
             continue
         dest = tmp / rel
         dest.parent.mkdir(parents=True, exist_ok=True)

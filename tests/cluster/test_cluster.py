@@ -214,3 +214,13 @@ def test_pretraining_on_two_nodes_through_s3(two_nodes, scifact_slice, s3_root, 
     assert info["steps"] == 3 and not info["skipped"]
     vec = SentenceTransformer(info["model"], device="cpu").encode(["a sentence"])
     assert vec.shape == (1, 32)
+
+
+def test_a_published_model_folder_hashes_like_the_original(tmp_path, tiny_model):
+    """The upload marker sits beside the folder, so a fetched (or, on a local storage root, the published) model
+    folder has the original's content hash, and a query tower trained from it still reuses the base's vectors."""
+    from retriever.encoders import model_hash
+
+    storage = Storage(tmp_path / "storage")
+    uri = storage.publish_dir(tiny_model, "models/tiny", stamp="1")
+    assert model_hash(str(fetch_dir(uri))) == model_hash(str(tiny_model))
