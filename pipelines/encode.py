@@ -192,8 +192,9 @@ def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file
         encoder_cfg = replace(encoder_cfg, threads=max(1, int(request["CPU"])))  # no more threads than its CPUs
     storage = open_storage(env.storage)
     if storage is not None:
-        key = f"corpus/{read_manifest(corpus_dir)['data_hash']}-{Path(corpus_dir).name}"
-        storage.publish_dir(corpus_dir, key, stamp=read_manifest(corpus_dir)["data_hash"])
+        data_hash = read_manifest(corpus_dir)["data_hash"]
+        key = f"corpus/{data_hash}-{Path(corpus_dir).name}"
+        storage.publish_dir(corpus_dir, key, stamp=data_hash)
         uris = {i: storage.uri(f"{key}/{s['file']}") for i, s in pending}
     else:
         uris = {i: str((Path(corpus_dir) / s["file"]).resolve()) for i, s in pending}

@@ -45,9 +45,11 @@ class ValidationReport:
     counts: Counter = field(default_factory=Counter)
     examples: list[Problem] = field(default_factory=list)
     accept_only: bool = False
+    by_file: Counter = field(default_factory=Counter)  # (path, kind) -> count
 
     def add(self, problem: Problem) -> None:
         self.counts[problem.kind] += 1
+        self.by_file[(problem.path, problem.kind)] += 1
         if len(self.examples) < self.max_examples:
             self.examples.append(problem)
 
@@ -116,8 +118,11 @@ def warn_accepted(report: ValidationReport | None, source: str) -> None:
     if report is None or report.ok:
         return
     log = logging.getLogger("densepipe.data")
-    for kind, count in sorted(report.counts.items()):
-        example = next((p for p in report.examples if p.kind == kind), None)
+    warned = {key: n for r in _SEEN for key, n in r.by_file.items()}
+    for (path, kind), count in sorted(report.by_file.items()):
+        if warned.get((path, kind)) == count:  # the same file read again by a later stage: said already
+            continue
+        example = next((p for p in report.examples if p.kind == kind and p.path == path), None)
         log.warning("densepipe: warning: %s: %d x %s%s", source, count, kind,
                     f" (e.g. {example.path}:{example.line or ''} {example.message})" if example else "")
     _SEEN.append(report)
@@ -129,8 +134,13 @@ def reset_accepted() -> None:
 
 
 def accepted_problems() -> dict[str, int]:
-    """Every problem counted by readers in this process so far (for the command's JSON)."""
-    total: Counter = Counter()
+    """Every problem counted by readers in this process so far (for the command's JSON); a file that several
+    stages read is counted once."""
+    per_file: dict = {}
     for report in _SEEN:
-        total.update(report.counts)
+        for key, n in report.by_file.items():
+            per_file[key] = max(per_file.get(key, 0), n)
+    total: Counter = Counter()
+    for (_, kind), n in per_file.items():
+        total[kind] += n
     return dict(sorted(total.items()))

@@ -99,3 +99,16 @@ def test_prepare_command_cuts_the_corpus_into_shards(tmp_path, capsys):
     assert out["data_problems"] == EXPECTED and Path(out["corpus"]).is_dir()
     again = run_cli(capsys, "prepare", "--dataset", str(MESSY), "--docs-per-shard", "5")
     assert again["data_hash"] == out["data_hash"]
+
+
+def test_a_file_read_by_several_stages_is_counted_once(caplog):
+    """`densepipe run` prepares the same collection in several stages: its problems are listed once."""
+    from pipelines.workspace import prepare
+    from retriever.data.validation import accepted_problems, reset_accepted
+
+    reset_accepted()
+    prepare(str(MESSY))
+    prepare(str(MESSY))
+    assert accepted_problems() == EXPECTED
+    assert caplog.text.count("empty_document") == 1
+    reset_accepted()
