@@ -144,14 +144,11 @@ def cmd_evaluate(a) -> tuple[int, dict]:
     from retriever.eval import evaluate, paired_test
 
     metrics = [m.strip() for m in a.metrics.split(",") if m.strip()]
-    from retriever.data.validation import policy_report, warn_accepted
+    from retriever.data.validation import read_checked
     from retriever.types import DataError
 
-    qrels_report, run_report = policy_report(), policy_report()
-    qrels = read_qrels(a.qrels, qrels_report)
-    run = read_run(a.run, run_report)
-    warn_accepted(qrels_report, a.qrels)
-    warn_accepted(run_report, a.run)
+    qrels = read_checked(read_qrels, a.qrels)
+    run = read_checked(read_run, a.run)
     if not set(run) & set(qrels):
         raise DataError(a.run, None, f"no query of the run is judged in {a.qrels} (run ids such as "
                         f"{sorted(run)[:3]}, qrels ids such as {sorted(qrels)[:3]}), so every metric would be 0.",
@@ -167,7 +164,7 @@ def cmd_evaluate(a) -> tuple[int, dict]:
 
         write_json(a.per_query, res.per_query)
     if a.compare:
-        other = evaluate(qrels, read_run(a.compare, policy_report()), metrics, ignore_self=a.ignore_self,
+        other = evaluate(qrels, read_checked(read_run, a.compare), metrics, ignore_self=a.ignore_self,
                          relevance_level=a.relevance_level, complete=a.complete)
         out["compare"] = {"run": a.compare, **other.to_dict(),
                           "tests": [paired_test(res.per_query, other.per_query, m).to_dict() for m in metrics]}
@@ -581,8 +578,9 @@ def main(argv: list[str] | None = None) -> int:
             code, result = a.func(a)
             from retriever.data.validation import accepted_problems
 
-            if isinstance(result, dict) and accepted_problems():
-                result["data_problems"] = accepted_problems()
+            problems = accepted_problems()
+            if isinstance(result, dict) and problems:
+                result["data_problems"] = problems
     except DensepipeError as e:
         print(f"densepipe: error: {e}", file=sys.stderr)
         return 2

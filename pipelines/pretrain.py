@@ -83,11 +83,9 @@ def corpus_texts(job: PretrainJob) -> list[str]:
     from pipelines.workspace import write_corpus
 
     source = resolve_dataset(job.dataset)
-    from retriever.data.validation import policy_report, warn_accepted
+    from retriever.data.validation import read_checked
 
-    report = policy_report()
-    corpus = read_corpus(source / "corpus.jsonl", report)
-    warn_accepted(report, f"{source.name} corpus")
+    corpus = read_checked(read_corpus, source / "corpus.jsonl", f"{source.name} corpus")
     if job.max_docs is not None:
         corpus = dict(list(corpus.items())[:job.max_docs])
     _, shards = write_corpus(corpus, source, job.docs_per_shard, job.max_docs)

@@ -107,6 +107,14 @@ def policy_report() -> ValidationReport | None:
     return ValidationReport(accept_only=policy == "accept")
 
 
+def read_checked(reader, path, source: str | None = None):
+    """``reader(path, report)`` under the current policy, its accepted problems warned about and remembered."""
+    report = policy_report()
+    out = reader(path, report)
+    warn_accepted(report, source or str(path))
+    return out
+
+
 _SEEN: list[ValidationReport] = []
 
 
