@@ -21,9 +21,7 @@ def merge_topk(D_parts: list[np.ndarray], I_parts: list[np.ndarray], k: int, met
     """
     D = np.concatenate(D_parts, axis=1)
     I = np.concatenate(I_parts, axis=1)
-    key = -D if metric == "ip" else D
-    key = np.where(I < 0, np.inf, key)
-    order = np.argsort(key, axis=1, kind="stable")[:, :k]
+    order = topk_order(D, I, k, metric)
     D_out = np.take_along_axis(D, order, axis=1)
     I_out = np.take_along_axis(I, order, axis=1)
     if D_out.shape[1] < k:  # fewer vectors than k in all shards together
@@ -32,6 +30,14 @@ def merge_topk(D_parts: list[np.ndarray], I_parts: list[np.ndarray], k: int, met
         D_out = np.pad(D_out, ((0, 0), (0, pad)), constant_values=fill)
         I_out = np.pad(I_out, ((0, 0), (0, pad)), constant_values=-1)
     return D_out, I_out
+
+
+def topk_order(D: np.ndarray, I: np.ndarray, k: int, metric: str = "ip") -> np.ndarray:
+    """Column positions of each row's top k in concatenated per-shard results: best score first, ties in
+    column (shard) order, empty slots (I = -1) last."""
+    key = -D if metric == "ip" else D
+    key = np.where(I < 0, np.inf, key)
+    return np.argsort(key, axis=1, kind="stable")[:, :k]
 
 
 def index_metric(index) -> str:

@@ -38,10 +38,29 @@ def _add_policy(p: argparse.ArgumentParser) -> None:
 
 
 def _add_dataset(p: argparse.ArgumentParser, split: str = "test") -> None:
-    p.add_argument("--dataset", required=True, help="a BEIR folder, or a BEIR name under $DRP_DATA_DIR")
+    p.add_argument("--dataset", required=True, help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv), "
+                   "an MS MARCO-style folder (collection.tsv, queries.SPLIT.tsv, qrels.SPLIT.tsv; .gz too), or a "
+                   "BEIR name under $DRP_DATA_DIR")
     p.add_argument("--split", default=split, help=f"qrels split (default: {split})")
     p.add_argument("--max-docs", type=int, default=None, help="use only the first N documents (quick runs)")
     _add_policy(p)
+
+
+def _add_topics(p: argparse.ArgumentParser) -> None:
+    """Queries and judgments other than the dataset folder's, and how runs are written and scored."""
+    p.add_argument("--topics", default=None, help="queries file replacing the dataset's (TSV qid<TAB>text, as "
+                   "TREC DL and MS MARCO ship them, or BEIR queries.jsonl)")
+    p.add_argument("--qrels", default=None, help="judgments replacing the dataset's (TREC or BEIR TSV)")
+    p.add_argument("--relevance-level", type=int, default=1, help="lowest grade binary measures count relevant "
+                   "(recall, MAP, MRR; 2 for TREC DL passage; nDCG uses the grades)")
+    p.add_argument("--run-format", choices=("trec", "msmarco"), default="trec",
+                   help="trec: qid Q0 docid rank score tag; msmarco: qid<TAB>docid<TAB>rank")
+
+
+def _topics(a):
+    from pipelines.baselines import Topics
+
+    return Topics(topics=a.topics, qrels=a.qrels, relevance_level=a.relevance_level, run_format=a.run_format)
 
 
 def _add_cluster(p: argparse.ArgumentParser) -> None:
@@ -115,7 +134,7 @@ def cmd_prepare(a) -> tuple[int, dict]:
 
     from pipelines.workspace import prepare
 
-    prep = prepare(a.dataset, a.split, a.docs_per_shard, max_docs=a.max_docs)
+    prep = prepare(a.dataset, a.split, a.docs_per_shard, max_docs=a.max_docs, need_qrels=False)
     manifest = read_manifest(prep.corpus_dir)
     return 0, {"dataset": prep.dataset.name, "split": prep.dataset.split, "corpus": str(prep.corpus_dir),
                "documents": manifest["num_docs"], "shards": len(manifest["shards"]),
@@ -126,7 +145,7 @@ def cmd_bm25(a) -> tuple[int, dict]:
     from pipelines.baselines import run_bm25
 
     result = run_bm25(a.dataset, a.split, a.output, k=a.k, k1=a.k1, b=a.b, remove_query=a.remove_query,
-                      max_docs=a.max_docs, threads=a.threads)
+                      max_docs=a.max_docs, threads=a.threads, topics=_topics(a), heap_mb=a.java_heap)
     return 0, result
 
 
@@ -135,7 +154,7 @@ def cmd_dense(a) -> tuple[int, dict]:
 
     result = run_dense(a.dataset, a.split, a.output, _encoder_config(a), k=a.k, engine=a.engine,
                        ray=_ray_env(a), num_workers=a.num_workers, docs_per_shard=a.docs_per_shard,
-                       max_docs=a.max_docs, remove_query=a.remove_query)
+                       max_docs=a.max_docs, remove_query=a.remove_query, topics=_topics(a))
     return 0, result
 
 
@@ -189,7 +208,9 @@ def cmd_index(a) -> tuple[int, dict]:
 
     spec = IndexSpec(factory=a.factory, metric=a.metric, search_params=a.search_params, train_size=a.train_size)
     budget = parse_bytes(a.memory_budget) if a.memory_budget else None
-    manifest = index_embeddings(a.embeddings, a.output, spec, memory_budget=budget, merged=a.merged)
+    single = parse_bytes(a.single_file_budget) if a.single_file_budget not in ("0", "") else None
+    manifest = index_embeddings(a.embeddings, a.output, spec, memory_budget=budget, merged=a.merged,
+                                single_file_budget=single)
     return 0, {"index": a.output, **manifest}
 
 
@@ -198,7 +219,8 @@ def cmd_search(a) -> tuple[int, dict]:
 
     result = search_and_evaluate(a.index, a.dataset, a.split, a.output, _encoder_config(a), k=a.k,
                                  search_params=a.search_params, max_docs=a.max_docs, threads=a.threads,
-                                 remove_query=a.remove_query)
+                                 remove_query=a.remove_query, topics=_topics(a), engine=a.engine,
+                                 num_workers=a.num_workers, ray=_ray_env(a))
     return 0, result
 
 
@@ -379,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--b", type=float, default=bm25_defaults.b)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--remove-query", action="store_true", help="drop hits whose id equals the query id")
+    p.add_argument("--java-heap", type=int, default=None, metavar="MB",
+                   help="the JVM's heap in MB (default: from the corpus size, 1-4 GB)")
+    _add_topics(p)
     p.set_defaults(func=cmd_bm25)
 
     p = sub.add_parser("dense", help="exact dense baseline: encode, flat inner-product search, evaluate")
@@ -389,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=1000)
     p.add_argument("--engine", choices=("local", "ray"), default="local")
     p.add_argument("--remove-query", action="store_true", help="drop hits whose id equals the query id")
+    _add_topics(p)
     p.set_defaults(func=cmd_dense)
 
     p = sub.add_parser("evaluate", help="score a TREC run against qrels (trec_eval semantics)")
@@ -423,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-size", type=int, default=None)
     p.add_argument("--memory-budget", default=None, help="refuse indexes over this size, e.g. 50MB")
     p.add_argument("--merged", action="store_true", help="one index over all shards instead of one per shard")
+    p.add_argument("--single-file-budget", default="2GB", help="also write the whole index as one index.faiss "
+                   "at the top of the folder when it is at most this size (0: never)")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", help="search an index with encoded queries, write and evaluate a run")
@@ -432,8 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True)
     p.add_argument("--k", type=int, default=1000)
     p.add_argument("--search-params", default=None, help="override the index's ParameterSpace string")
-    p.add_argument("--threads", type=int, default=1, help="shards searched at once")
+    p.add_argument("--threads", type=int, default=1, help="shards searched at once (--engine local)")
     p.add_argument("--remove-query", action="store_true")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: the index's parts held by --num-workers Ray actors, placed across the nodes")
+    _add_ray(p)
+    _add_topics(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("compress", help="sweep compression variants: memory vs quality, Pareto front, plot")

@@ -12,6 +12,7 @@ import numpy as np
 from indexes import (IndexSpec, ShardedIndex, apply_search_params, build_index, estimate_memory, index_is_done,
                      load_index, save_index)
 from indexes.build import sample_for_training, train_index
+from indexes.store import INDEX_FILE
 from indexes.spec import MemoryBudgetError, training_size
 from retriever.atomic import read_json, write_json
 from retriever.data.embeddings import read_embedding_shard, read_embeddings
@@ -43,12 +44,18 @@ def _shared_training(emb_dir: Path, shards: list[dict], spec: IndexSpec, total: 
     return trained
 
 
+SINGLE_FILE_BUDGET = 2 * 2**30  # write the one-file index.faiss beside the parts up to this size
+
+
 def index_embeddings(emb_dir: str | os.PathLike, out_dir: str | os.PathLike, spec: IndexSpec,
-                     memory_budget: int | None = None, merged: bool = False, progress: bool = True) -> dict:
+                     memory_budget: int | None = None, merged: bool = False, progress: bool = True,
+                     single_file_budget: int | None = SINGLE_FILE_BUDGET) -> dict:
     """Build the indexes of ``emb_dir`` into ``out_dir``; unchanged ones are skipped. Returns the top manifest.
 
     One index per embedding shard (default) or one merged index. Shards are trained once, together: every
     shard's index shares the same quantizers, so scores are comparable and IVF shards share their lists.
+    When the parts merge exactly and the whole index fits ``single_file_budget`` bytes, ``index.faiss`` and
+    ``ids.json`` at the top of ``out_dir`` hold all of it, for ``faiss.read_index`` (None or 0: never).
     """
     emb_dir, out_dir = Path(emb_dir), Path(out_dir)
     if not (emb_dir / "manifest.json").is_file():
@@ -89,13 +96,38 @@ def index_embeddings(emb_dir: str | os.PathLike, out_dir: str | os.PathLike, spe
                                         "seconds": round(time.perf_counter() - t0, 3)})
         log.info("index %s: %s over %d vectors in %.1f s", folder.name, info.factory, len(ids),
                  time.perf_counter() - t0)
-    manifest = {"embeddings": str(emb_dir), "spec": _spec_key(spec), "factory": factory,
+    single = None
+    if len(groups) > 1 and single_file_budget and total_index <= single_file_budget:
+        single = _write_single_file(out_dir, folders, {"spec": _spec_key(spec), "source": sources})
+    if single is None:  # no stale one-file copy of an earlier build
+        (out_dir / "index.json").unlink(missing_ok=True)
+        (out_dir / INDEX_FILE).unlink(missing_ok=True)
+    manifest = {"embeddings": str(emb_dir), "spec": _spec_key(spec), "factory": factory, "single_file": single,
                 "search_params": spec.search_params, "parts": [f.name for f in folders], "num_vectors": total,
                 "estimated_index_bytes": int(total_index), "metric": spec.metric,
                 "shared_quantizer": len(groups) > 1, "dim": int(d),
                 "document_model": shards[0].get("model"), "document_model_hash": shards[0].get("model_hash")}
     write_json(out_dir / "manifest.json", manifest)
     return manifest
+
+
+def _write_single_file(out_dir: Path, folders: list[Path], expect: dict) -> str | None:
+    """Merge the parts into ``out_dir/index.faiss`` (with ``ids.json``) when FAISS can merge them exactly; the
+    file's name, or None."""
+    from indexes.sharded import _offsets, merge_into_one
+
+    if index_is_done(out_dir, expect):
+        return INDEX_FILE
+    parts, ids = [], []
+    for folder in folders:
+        index, part_ids, _ = load_index(folder)
+        parts.append(index)
+        ids.extend(part_ids)
+    merged = merge_into_one(parts, _offsets(parts), shared_quantizer=True)
+    if merged is None:
+        return None
+    save_index(out_dir, merged, ids, expect)
+    return INDEX_FILE
 
 
 def load_sharded(index_dir: str | os.PathLike, search_params: str | None = None, threads: int = 1

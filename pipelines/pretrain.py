@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from retriever.atomic import read_json
-from retriever.data.parquet import iter_corpus_shards
 from retriever.encoders import TRAINING_INFO, model_hash, resolve_model
 from retriever.pretraining import PretrainConfig, PretrainTrainer
 from retriever.training.contrastive import TrainState
@@ -77,19 +76,10 @@ class PretrainTask:
 
 def corpus_texts(job: PretrainJob) -> list[str]:
     """The corpus alone (a folder with just corpus.jsonl will do), through its Parquet shards."""
-    from retriever.data import resolve_dataset
-    from retriever.data.beir import read_corpus
+    from pipelines.workspace import prepare
 
-    from pipelines.workspace import write_corpus
-
-    source = resolve_dataset(job.dataset)
-    from retriever.data.validation import read_checked
-
-    corpus = read_checked(read_corpus, source / "corpus.jsonl", f"{source.name} corpus")
-    if job.max_docs is not None:
-        corpus = dict(list(corpus.items())[:job.max_docs])
-    _, shards = write_corpus(corpus, source, job.docs_per_shard, job.max_docs)
-    texts = [d.joined(" ") for _, docs in iter_corpus_shards(shards) for d in docs]
+    prep = prepare(job.dataset, docs_per_shard=job.docs_per_shard, max_docs=job.max_docs, need_qrels=False)
+    texts = [d.joined(" ") for batch in prep.dataset.corpus.batches(10_000) for d in batch]
     texts = [t for t in texts if t.strip()]
     if job.max_texts is not None and job.max_texts < len(texts):
         pick = np.random.default_rng(job.config.seed).choice(len(texts), size=job.max_texts, replace=False)

@@ -55,10 +55,10 @@ class PipelineRun:
         return self._prep
 
     def keys(self) -> dict[str, str]:
-        from retriever.data.parquet import corpus_hash, queries_hash
+        from retriever.data.parquet import queries_hash
 
         prep = self.prep()
-        keys = {"prepare": _key(corpus_hash(prep.dataset.corpus), queries_hash(prep.dataset.queries),
+        keys = {"prepare": _key(prep.data_hash, queries_hash(prep.dataset.queries),
                                 prep.dataset.qrels, self.config.run.split)}
         for stage in self.config.stages():
             section = self.config.section_dict(stage)

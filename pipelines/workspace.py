@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from retriever.data import ValidationReport, load_beir, resolve_dataset
+from retriever.data import ValidationReport, resolve_dataset
 from retriever.data.beir import BeirDataset
-from retriever.data.parquet import write_corpus_shards, write_queries
+from retriever.data.parquet import write_queries
 from retriever.data.resolve import user_dir
 from retriever.encoders import document_encoder, model_hash, resolve_model
 
@@ -28,6 +28,10 @@ class Prepared:
     folder: Path  # the dataset's work folder
     corpus_dir: Path  # corpus Parquet shards
 
+    @property
+    def data_hash(self) -> str:
+        return self.dataset.corpus.data_hash
+
     def embeddings_dir(self, model: str) -> Path:
         """Where ``model``'s corpus vectors live; a model whose documents route to its base model shares the base's."""
         model = document_encoder(resolve_model(model)) or model
@@ -35,38 +39,79 @@ class Prepared:
 
 
 def prepare(dataset: str, split: str = "test", docs_per_shard: int = 50_000, root: Path | None = None,
-            report: ValidationReport | None = None, max_docs: int | None = None) -> Prepared:
-    """Read and validate a BEIR dataset and write its corpus as Parquet shards (skipped when unchanged).
+            report: ValidationReport | None = None, max_docs: int | None = None, topics: str | None = None,
+            qrels: str | None = None, need_qrels: bool = True) -> Prepared:
+    """Validate a dataset and cut its corpus into Parquet shards, streaming (skipped when the corpus file and the
+    settings are unchanged); read its queries and the ``split``'s judgments.
+
+    ``dataset``: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv) or an MS MARCO-style folder
+    (collection.tsv, queries.SPLIT.tsv, qrels.SPLIT.tsv), or a BEIR name; ``topics`` / ``qrels``: files that
+    replace the folder's queries / judgments (TREC DL topics and qrels). The queries kept are the judged ones.
     ``report``: where problems are counted; None: the data policy's (accepted record-level problems are counted
-    and warned about, corruption raises; see ``retriever/data/validation.py``)."""
-    from retriever.data.validation import policy_report, warn_accepted
+    and warned about, corruption raises; see ``retriever/data/validation.py``). The corpus stays on disk:
+    ``dataset.corpus`` is a ``ShardCorpus``."""
+    from retriever.data.beir import check_qrels_ids
+    from retriever.data.parquet import ShardCorpus
+    from retriever.data.stream import corpus_file, prepare_corpus
+    from retriever.data.validation import data_policy, policy_report, warn_accepted
 
     source = resolve_dataset(dataset)
     if report is None:
         report = policy_report()
-    ds = load_beir(source, split, report)
-    warn_accepted(report, f"{source.name} ({split})")
-    if max_docs is not None:
-        ds = _slice(ds, max_docs)
-    folder, corpus_dir = write_corpus(ds.corpus, source, docs_per_shard, max_docs, root)
-    write_queries(ds.queries, folder / f"queries-{split}.parquet")
-    return Prepared(ds, folder, corpus_dir)
-
-
-def write_corpus(corpus, source: Path, docs_per_shard: int, max_docs: int | None = None,
-                 root: Path | None = None) -> tuple[Path, Path]:
-    """Write a dataset's (already sliced) corpus as Parquet shards in its work folder, skipped when unchanged;
-    returns (the dataset's work folder, the shard folder)."""
     name = source.name if max_docs is None else f"{source.name}-first{max_docs}"
     folder = (root or work_root()) / slug(name)
     corpus_dir = folder / f"corpus-{docs_per_shard}"
-    write_corpus_shards(corpus, corpus_dir, docs_per_shard, source=str(source))
-    return folder, corpus_dir
+    prepare_corpus(corpus_file(source), corpus_dir, docs_per_shard, max_docs, report, data_policy())
+    corpus = ShardCorpus(corpus_dir)
+    queries, judgments, qrels_path = read_queries_qrels(source, split, report, topics, qrels, need_qrels)
+    if judgments is not None:
+        found = corpus.present({d for docs in judgments.values() for d in docs})
+        if max_docs is None:  # a judged document missing from the corpus is flagged (and kept, as trec_eval does)
+            judgments = check_qrels_ids(judgments, queries, found, qrels_path, report)
+        else:  # a slice: judgments of documents outside it are dropped, with the queries left without any
+            judgments = check_qrels_ids(judgments, queries, None, qrels_path, report)
+            judgments = {q: {d: r for d, r in docs.items() if d in found} for q, docs in judgments.items()}
+            judgments = {q: docs for q, docs in judgments.items() if docs}
+        queries = {q: queries[q] for q in judgments}
+    warn_accepted(report, f"{source.name} ({split})")
+    if queries:
+        write_queries(queries, folder / f"queries-{split}.parquet")
+    return Prepared(BeirDataset(source.name, split, corpus, queries, judgments or {}), folder, corpus_dir)
 
 
-def _slice(ds: BeirDataset, max_docs: int) -> BeirDataset:
-    """The first ``max_docs`` documents, with qrels and queries cut to match (for quick runs and tests)."""
-    corpus = dict(list(ds.corpus.items())[:max_docs])
-    qrels = {q: {d: r for d, r in docs.items() if d in corpus} for q, docs in ds.qrels.items()}
-    qrels = {q: docs for q, docs in qrels.items() if docs}
-    return BeirDataset(ds.name, ds.split, corpus, {q: ds.queries[q] for q in qrels}, qrels)
+def _first_file(folder: Path, names: list[str]) -> Path | None:
+    return next((folder / n for n in names if (folder / n).is_file()), None)
+
+
+def read_queries_qrels(source: Path, split: str, report: ValidationReport | None, topics: str | None = None,
+                       qrels: str | None = None, need_qrels: bool = True):
+    """(queries, judgments or None, the judgments' path) of a BEIR or MS MARCO-style folder, or of the given
+    topics / qrels files."""
+    from retriever.data import read_qrels, read_queries, read_topics
+    from retriever.types import DataError
+
+    if topics:
+        q_path = Path(topics)
+    else:
+        q_path = _first_file(source, ["queries.jsonl", "queries.jsonl.gz", f"queries.{split}.tsv",
+                                      f"queries.{split}.tsv.gz", f"topics.{split}.tsv", f"topics.{split}.txt",
+                                      "queries.tsv", "queries.tsv.gz"])
+        if q_path is None and not need_qrels:  # a corpus alone (pretraining, or preparing a label-free corpus)
+            return {}, None, ""
+        if q_path is None:
+            raise DataError(str(source), None, f"no queries for split {split!r} (queries.jsonl, queries.{split}.tsv, "
+                            "topics.{split}.tsv or queries.tsv).", "add the queries file, or pass --topics FILE.")
+    read = read_queries if ".jsonl" in q_path.name else read_topics
+    queries = read(q_path, report)
+    if qrels:
+        r_path = Path(qrels)
+    else:
+        r_path = _first_file(source, [f"qrels/{split}.tsv", f"qrels.{split}.tsv", f"qrels.{split}.txt"])
+    if r_path is None:
+        if not need_qrels:
+            return queries, None, ""
+        splits = sorted(p.stem for p in (source / "qrels").glob("*.tsv")) if (source / "qrels").is_dir() else []
+        raise DataError(str(source / "qrels" / f"{split}.tsv"), None, f"no qrels for split {split!r}.",
+                        f"choose one of {splits}." if splits else
+                        f"add qrels/{split}.tsv (BEIR) or qrels.{split}.tsv (MS MARCO), or pass --qrels FILE.")
+    return queries, read_qrels(r_path, report), str(r_path)

@@ -84,20 +84,21 @@ def _record_id(obj: dict, path: str, lineno: int, seen: dict[str, int], report: 
         flag(report, "missing_id", path, lineno, "missing or empty '_id'.", "give every record a unique string '_id'.")
         return None
     if rid in seen:
-        flag(report, "duplicate_id", path, lineno, f"duplicate id {rid!r} (first seen on line {seen[rid]}).",
-             "make ids unique, or drop the repeated record.")
+        flag_duplicate(report, path, lineno, rid, seen[rid])
         return None
     return rid
 
 
-def read_corpus(path: str | os.PathLike, report: ValidationReport | None = None) -> Corpus:
-    """Read a BEIR corpus.jsonl: ``{"_id", "title"?, "text"}`` per line."""
+def iter_corpus_jsonl(path: str | os.PathLike, report: ValidationReport | None = None
+                      ) -> Iterator[tuple[int, Document]]:
+    """Stream a BEIR corpus.jsonl as (line number, Document), one record at a time; problems with a record are
+    flagged (a record with no id or no text is skipped). Repeated ids are the caller's to check."""
     path = str(path)
-    corpus: Corpus = {}
-    seen: dict[str, int] = {}
     for lineno, obj in iter_jsonl(path, report):
-        did = _record_id(obj, path, lineno, seen, report)
-        if did is None:
+        did = _string_field(obj, "_id")
+        if did is None or not did.strip():
+            flag(report, "missing_id", path, lineno, "missing or empty '_id'.",
+                 "give every record a unique string '_id'.")
             continue
         if "text" not in obj:
             flag(report, "missing_text", path, lineno, f"document {did!r} has no 'text' field.",
@@ -111,8 +112,26 @@ def read_corpus(path: str | os.PathLike, report: ValidationReport | None = None)
         if not text.strip() and not title.strip():  # accepted: still a document, it just matches nothing lexically
             flag(report, "empty_document", path, lineno, f"document {did!r} has empty title and text (kept).",
                  "drop the document or fill in its text; --skip-malformed counts it, --strict refuses it.")
-        seen[did] = lineno
-        corpus[did] = Document(id=did, text=text, title=title)
+        yield lineno, Document(id=did, text=text, title=title)
+
+
+def flag_duplicate(report: ValidationReport | None, path: str, lineno: int, rid: str, first: int) -> None:
+    flag(report, "duplicate_id", path, lineno, f"duplicate id {rid!r} (first seen on line {first}).",
+         "make ids unique, or drop the repeated record.")
+
+
+def read_corpus(path: str | os.PathLike, report: ValidationReport | None = None) -> Corpus:
+    """Read a BEIR corpus.jsonl into memory: ``{"_id", "title"?, "text"}`` per line (the streaming preparation in
+    ``retriever/data/stream.py`` reads large corpora without holding them)."""
+    path = str(path)
+    corpus: Corpus = {}
+    seen: dict[str, int] = {}
+    for lineno, doc in iter_corpus_jsonl(path, report):
+        if doc.id in seen:
+            flag_duplicate(report, path, lineno, doc.id, seen[doc.id])
+            continue
+        seen[doc.id] = lineno
+        corpus[doc.id] = doc
     if not corpus:
         raise DataError(path, None, "no valid documents.", "check that this is a BEIR corpus.jsonl.")
     return corpus

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Iterator
 
 import pyarrow as pa
@@ -87,6 +88,61 @@ def iter_corpus_shards(folder: str | os.PathLike) -> Iterator[tuple[dict, list[D
 
 def read_corpus_shards(folder: str | os.PathLike) -> Corpus:
     return {d.id: d for _, docs in iter_corpus_shards(folder) for d in docs}
+
+
+class ShardCorpus(Mapping):
+    """A prepared corpus as a read-only mapping id -> Document over its Parquet shards.
+
+    Its size and content hash come from the manifest; ``batches`` streams documents a shard at a time and
+    ``present`` checks ids by reading only the id column, so neither holds the corpus. Any other access (a
+    lookup, iteration) reads every shard into memory once: the stages that need all texts at hand (training,
+    HyDE) pay for it, search and indexing do not.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.manifest = read_manifest(self.folder)
+        self._docs: Corpus | None = None
+
+    @property
+    def data_hash(self) -> str:
+        return self.manifest["data_hash"]
+
+    def __len__(self) -> int:
+        return int(self.manifest["num_docs"])
+
+    def _all(self) -> Corpus:
+        if self._docs is None:
+            self._docs = read_corpus_shards(self.folder)
+        return self._docs
+
+    def __getitem__(self, doc_id: str) -> Document:
+        return self._all()[doc_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self._all()
+
+    def batches(self, size: int) -> Iterator[list[Document]]:
+        """Documents in corpus order, ``size`` at a time, one shard in memory at a time."""
+        for _, docs in iter_corpus_shards(self.folder):
+            for start in range(0, len(docs), size):
+                yield docs[start:start + size]
+
+    def present(self, ids: set[str]) -> set[str]:
+        """The members of ``ids`` that are documents of the corpus (reads the id column only)."""
+        import pyarrow.compute as pc
+
+        if not ids:
+            return set()
+        wanted = pa.array(sorted(ids), pa.string())
+        found: set[str] = set()
+        for shard in self.manifest["shards"]:
+            col = pq.read_table(self.folder / shard["file"], columns=["id"]).column("id")
+            found.update(col.filter(pc.is_in(col, value_set=wanted)).to_pylist())
+        return found
 
 
 def write_queries(queries: Queries, path: str | os.PathLike) -> None:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from retriever.atomic import atomic_path
-from retriever.data.beir import open_text
+from retriever.data.beir import flag_duplicate, open_text
 from retriever.data.validation import ValidationReport, flag
 from retriever.types import Corpus, DataError, Document, Queries, Run
 
 
-def _read_id_text_tsv(path: str, report: ValidationReport | None, what: str) -> dict[str, tuple[int, str]]:
-    rows: dict[str, tuple[int, str]] = {}
+def iter_id_text_tsv(path: str, report: ValidationReport | None, what: str) -> Iterator[tuple[int, str, str]]:
+    """Stream ``<id>\\t<text>`` lines as (line number, id, text); malformed lines are flagged. Repeated ids are the
+    caller's to check."""
     with open_text(path, report) as f:
         for lineno, line in enumerate(f, start=1):
             line = line.rstrip("\n").rstrip("\r")
@@ -27,11 +28,23 @@ def _read_id_text_tsv(path: str, report: ValidationReport | None, what: str) -> 
             if not text.strip():  # accepted: an empty passage is still a passage, an empty query still a query
                 flag(report, "empty_query" if what == "query" else "empty_document", path, lineno,
                      f"{what} {rid!r} has empty text (kept).", f"drop the line or fill in the {what}.")
-            if rid in rows:
-                flag(report, "duplicate_id", path, lineno, f"duplicate id {rid!r} (first seen on line {rows[rid][0]}).",
-                     "make ids unique.")
-                continue
-            rows[rid] = (lineno, text.strip())
+            yield lineno, rid, text.strip()
+
+
+def iter_collection_tsv(path: str | os.PathLike, report: ValidationReport | None = None
+                        ) -> Iterator[tuple[int, Document]]:
+    """Stream an MS MARCO passage collection (``pid\\tpassage``) as (line number, Document)."""
+    for lineno, pid, text in iter_id_text_tsv(str(path), report, "passage"):
+        yield lineno, Document(id=pid, text=text)
+
+
+def _read_id_text_tsv(path: str, report: ValidationReport | None, what: str) -> dict[str, tuple[int, str]]:
+    rows: dict[str, tuple[int, str]] = {}
+    for lineno, rid, text in iter_id_text_tsv(path, report, what):
+        if rid in rows:
+            flag_duplicate(report, path, lineno, rid, rows[rid][0])
+            continue
+        rows[rid] = (lineno, text)
     if not rows:
         raise DataError(path, None, f"no valid {what} lines.", f"expected '<id>\\t<{what}>' per line.")
     return rows
@@ -59,6 +72,15 @@ def write_run(run: Run, path: str | os.PathLike, tag: str = "densepipe", k: int 
         for qid in sorted(run):
             for rank, (did, score) in enumerate(sorted_hits(run[qid])[:k], start=1):
                 f.write(f"{qid} Q0 {did} {rank} {score:.6f} {tag}\n")
+
+
+def write_msmarco_run(run: Run, path: str | os.PathLike, k: int | None = None) -> None:
+    """Write a run in MS MARCO's format atomically: ``qid<TAB>docid<TAB>rank``, ranks from 1 in trec_eval's order
+    (what MS MARCO's evaluation script reads)."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        for qid in sorted(run):
+            for rank, (did, _) in enumerate(sorted_hits(run[qid])[:k], start=1):
+                f.write(f"{qid}\t{did}\t{rank}\n")
 
 
 def read_run(path: str | os.PathLike, report: ValidationReport | None = None) -> Run:

