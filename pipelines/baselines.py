@@ -76,7 +76,8 @@ def run_bm25(dataset: str, split: str, output: str, k: int = 1000, k1: float = 0
         searcher.close()
     t2 = time.perf_counter()
     stamp = read_json(Path(index_dir) / "densepipe.json")
-    memory = {"java_heap_mb": stamp.get("java_heap_mb"), "index_peak_rss_mb": stamp.get("indexing_peak_rss_mb"),
+    memory = {"java_heap_mb": stamp.get("java_heap_mb"), "jvm_max_heap_mb": stamp.get("jvm_max_heap_mb"),
+              "index_peak_rss_mb": stamp.get("indexing_peak_rss_mb"),
               "search_peak_rss_mb": round(search_peak / 2**20, 1)}
     return _finish(prep, run, output, {"index": t1 - t0, "search": t2 - t1},
                    {"method": "bm25-flat", "k1": k1, "b": b, "memory": memory}, remove_query, topics)

@@ -78,3 +78,20 @@ def read_embeddings(out_dir: str | os.PathLike) -> tuple[list[dict], list[tuple[
     manifest = read_json(top)
     shards = [read_embedding_shard(out, s["shard"]) for s in manifest["shards"]]
     return manifest["shards"], shards
+
+
+def write_vectors(out_dir: str | os.PathLike, parts, model: str = "external", data_hash: str = "external") -> dict:
+    """Write vectors that did not come from ``densepipe encode`` (a user's own, or seeded ones in benchmarks) as an
+    embeddings folder that ``densepipe index`` reads: ``parts`` yields (ids, vectors) per shard, one at a time."""
+    import hashlib
+
+    shards = []
+    for i, (ids, xb) in enumerate(parts):
+        digest = hashlib.sha256(np.ascontiguousarray(xb, dtype=np.float32).tobytes()).hexdigest()[:16]
+        shards.append(write_embedding_shard(out_dir, i, list(ids), xb, {
+            "model": model, "model_hash": hashlib.sha256(model.encode()).hexdigest()[:16],
+            "data_hash": f"{data_hash}:{i}:{digest}", "dtype": "float32"}))
+    manifest = {"corpus": None, "data_hash": data_hash, "num_docs": sum(s["count"] for s in shards),
+                "shards": shards, "model": model}
+    write_json(Path(out_dir) / "manifest.json", manifest)
+    return manifest

@@ -69,14 +69,22 @@ def build_lucene_index(corpus, index_dir: str | os.PathLike, threads: int = 1, b
                                              for d in batch])
                 bar.update(len(batch))
         worker.call("close")
-        peak = worker.call("peak_rss")
+        peak, max_heap = worker.call("peak_rss"), worker.call("max_heap")
     write_json(tmp / "densepipe.json", {"data_hash": data_hash, "num_docs": len(corpus), "empty_docs": empty,
                                         "contents": "title\\ntext", "java_heap_mb": heap,
+                                        "jvm_max_heap_mb": round(max_heap / 2**20),
                                         "indexing_peak_rss_mb": round(peak / 2**20, 1)})
     if index_dir.exists():
         shutil.rmtree(index_dir)
     os.replace(tmp, index_dir)
     return index_dir
+
+
+def _jvm_max_heap() -> int:
+    """The running JVM's heap limit in bytes, as the JVM itself reports it."""
+    from jnius import autoclass
+
+    return int(autoclass("java.lang.Runtime").getRuntime().maxMemory())
 
 
 def _peak_rss() -> int:
@@ -101,6 +109,7 @@ class LuceneIndexWorker:
                                       threads=threads)
 
     peak_rss = staticmethod(_peak_rss)
+    max_heap = staticmethod(_jvm_max_heap)
 
     def add(self, batch: list[dict]) -> int:
         """Index a batch; return how many had no text (Lucene keeps them, with no terms to match)."""
@@ -126,6 +135,7 @@ class LuceneSearchWorker:
         return {q: [(h.docid, float(h.score)) for h in hits.get(q, [])] for q in qids}
 
     peak_rss = staticmethod(_peak_rss)
+    max_heap = staticmethod(_jvm_max_heap)
 
 
 class BM25Searcher:

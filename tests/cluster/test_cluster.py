@@ -224,3 +224,53 @@ def test_a_published_model_folder_hashes_like_the_original(tmp_path, tiny_model)
     storage = Storage(tmp_path / "storage")
     uri = storage.publish_dir(tiny_model, "models/tiny", stamp="1")
     assert model_hash(str(fetch_dir(uri))) == model_hash(str(tiny_model))
+
+
+@pytest.mark.parametrize("factory,params", [("Flat", ""), ("IVF16,PQ8x4fs", "nprobe=4")])
+def test_search_across_actors_on_both_nodes_equals_one_index(two_nodes, s3_root, tmp_path, factory, params):
+    """An index of 4 parts held by 2 actors (one per node, each fetching only its parts from S3): the merged top
+    k equals one index over the same folder, document for document and score for score (duplicated vectors make
+    exact ties, and 4-bit codes many more: among hits tied at the k-th score, which make the cut is FAISS's
+    choice in one index as in several)."""
+    from indexes import IndexSpec
+    from pipelines.index_stage import index_embeddings, load_sharded
+    from pipelines.search import DenseSearcher
+    from pipelines.shard_search import DistributedSearcher
+    from retriever.data.embeddings import write_vectors
+
+    rng = np.random.default_rng(0)
+    xb = rng.standard_normal((2000, 16)).astype(np.float32)
+    xb[1500:1510] = xb[10:20]  # exact ties across parts
+    xb /= np.linalg.norm(xb, axis=1, keepdims=True)
+    ids = [f"doc{i}" for i in range(len(xb))]
+    write_vectors(tmp_path / "emb", ((ids[i:i + 500], xb[i:i + 500]) for i in range(0, 2000, 500)))
+    manifest = index_embeddings(tmp_path / "emb", tmp_path / "ix", IndexSpec(factory, search_params=params),
+                                progress=False)
+    assert len(manifest["parts"]) == 4 and manifest["single_file"] == "index.faiss"
+    xq = np.concatenate([xb[10:20], rng.standard_normal((30, 16)).astype(np.float32)])
+    qids = [f"q{i}" for i in range(len(xq))]
+    index, all_ids, _ = load_sharded(tmp_path / "ix")
+    expected = DenseSearcher(None, index, all_ids).search_vectors(qids, xq, 25)
+    searcher = DistributedSearcher(tmp_path / "ix", None, 2, RayEnv(two_nodes.address, storage=s3_root))
+    try:
+        got = searcher.search_vectors(qids, xq, 25)
+        info = searcher.actor_info()
+    finally:
+        searcher.close()
+    assert set(got) == set(qids) and all(_same_up_to_ties(got[q], expected[q]) for q in qids)
+    assert {r["node"] for r in info} == node_ids() and [r["parts"] for r in info] == [2, 2]
+    assert sum(r["vectors"] for r in info) == 2000
+    import faiss
+
+    single = faiss.read_index(str(tmp_path / "ix" / "index.faiss"))  # the one-file copy: plain FAISS loads it
+    assert single.ntotal == 2000
+
+
+def _same_up_to_ties(a: dict, b: dict) -> bool:
+    """The same scores in the same order, and the same documents above the last (possibly tied) score."""
+    sa, sb = sorted(a.values(), reverse=True), sorted(b.values(), reverse=True)
+    if sa != sb:
+        return False
+    cut = sa[-1] if sa else None
+    return {d for d, v in a.items() if v > cut} == {d for d, v in b.items() if v > cut} and all(
+        b.get(d, v) == v for d, v in a.items())
