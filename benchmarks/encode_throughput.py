@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+from retriever.memory import peak_rss_mb
 import subprocess
 import sys
 import time
@@ -38,7 +38,7 @@ def plain(corpus_dir: str, model: str, batch_size: int) -> dict:
     total = time.perf_counter() - t0
     return {"docs": len(texts), "load_s": round(load, 2), "encode_s": round(enc, 2), "total_s": round(total, 2),
             "docs_per_s": round(len(texts) / total, 2),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def ray_encode(corpus_dir: str, out_dir: str, model: str, batch_size: int, workers: int) -> dict:
@@ -59,7 +59,7 @@ def ray_encode(corpus_dir: str, out_dir: str, model: str, batch_size: int, worke
     ray.shutdown()
     docs = manifest["num_docs"]
     return {"docs": docs, "total_s": round(total, 2), "docs_per_s": round(docs / total, 2),
-            "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "driver_peak_rss_mb": peak_rss_mb(),
             "workers_peak_rss_mb": actors}
 
 

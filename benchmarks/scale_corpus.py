@@ -92,8 +92,8 @@ def measured(cmd: list[str], env: dict | None = None, timeout: float = 7200) -> 
 
 def in_fresh_python(code: str, env: dict | None = None) -> dict:
     """Run ``code`` (which prints one JSON line last) in a fresh interpreter, then report its own peak RSS."""
-    wrapped = code + "\nimport resource\n_r = json.loads(_out)\n_r['_peak_rss_mb'] = round(resource.getrusage(" \
-                     "resource.RUSAGE_SELF).ru_maxrss / 1024, 1)\nprint(json.dumps(_r))\n"
+    wrapped = code + "\nfrom retriever.memory import peak_rss_mb\n_r = json.loads(_out)\n" \
+                     "_r['_peak_rss_mb'] = peak_rss_mb()\nprint(json.dumps(_r))\n"
     return measured([sys.executable, "-c", "import json\n" + wrapped], env)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,9 @@ from sharded_search import synthetic  # noqa: E402
 
 
 def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from retriever.memory import peak_rss_mb
+
+    return peak_rss_mb()
 
 
 def main() -> None:

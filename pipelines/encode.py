@@ -170,10 +170,9 @@ class EncodeChunks:
             self._uri, self._table = uri, read_parquet_uri(uri, ["id", "title", "text"])
         rows = self._table.slice(start, stop - start)
         out = self.fn({k: np.asarray(rows.column(k).to_pylist(), dtype=object) for k in ("id", "title", "text")})
-        import resource
+        from retriever.memory import peak_rss_mb
 
-        return {"id": out["id"].tolist(), "vector": out["vector"], "node": node_id(),
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        return {"id": out["id"].tolist(), "vector": out["vector"], "node": node_id(), "peak_rss_mb": peak_rss_mb()}
 
 
 def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file) -> dict:

@@ -100,7 +100,8 @@ def mine_pairs(job: MineJob) -> dict:
     source, emb = str(Path(source).resolve()), emb and str(Path(emb).resolve())  # actors have their own cwd
     from retriever.data.beir import corpus_positives
 
-    qrels = corpus_positives(ds.qrels, ds.corpus)  # a judged document missing from the corpus cannot be mined for
+    # a judged document missing from the corpus cannot be mined for (ids checked without loading the texts)
+    qrels = corpus_positives(ds.qrels, ds.corpus.present({d for docs in ds.qrels.values() for d in docs}))
     qids = sorted(q for q in qrels if q in ds.queries)
     shards = [qids[i:i + job.queries_per_shard] for i in range(0, len(qids), job.queries_per_shard)]
     args = [({q: ds.queries[q] for q in s}, {q: qrels[q] for q in s}) for s in shards]

@@ -68,12 +68,11 @@ class IndexShardActor:
         return D, np.where(I >= 0, I + self.base, -1), ids
 
     def info(self) -> dict:
-        import resource
-
         from pipelines.runtime import node_id
+        from retriever.memory import peak_rss_mb
 
         return {"node": node_id(), "vectors": int(self.index.ntotal), "metric": self.index.metric,
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+                "peak_rss_mb": peak_rss_mb()}
 
 
 class DistributedSearcher:

@@ -2,8 +2,8 @@
 with the corpus.
 
 Reads a BEIR ``corpus.jsonl`` or an MS MARCO ``collection.tsv`` (either gzipped). What stays in memory across
-shards is one 64-bit hash and one line number per document, for finding repeated ids (~16 bytes a document,
-against ~750 for the documents themselves). The content hash (``data_hash``) is computed on the way, the same
+shards is one 64-bit hash and one line number per document, for finding repeated ids (12 bytes a document,
+against ~500 for the documents themselves). The content hash (``data_hash``) is computed on the way, the same
 value ``parquet.corpus_hash`` gives for the documents in memory; the manifest records the file's size and mtime
 and the settings, so a rerun on an unchanged file reads the manifest and nothing else. Shards are written into a
 temporary folder that replaces the old one only when the manifest is in it.
@@ -52,11 +52,14 @@ def iter_documents(path: Path, report: ValidationReport | None) -> Iterator[tupl
 
 
 class SeenIds:
-    """Ids seen so far as 64-bit hashes with the line each was first seen on, in a few sorted runs that merge as
-    they grow (each id is merged O(log n) times). A hash match is only a candidate: the caller confirms it."""
+    """Ids seen so far as 64-bit hashes with the line each was first seen on (12 bytes an id), in sorted runs that
+    merge as they grow, up to ``max_run`` ids a run, so that merging never needs more than a run's worth of
+    temporary memory and a lookup searches a few runs (at most n / max_run + log n). A hash match is only a
+    candidate: the caller confirms it."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_run: int = 1 << 20) -> None:
         self.runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self.max_run = max_run
 
     @staticmethod
     def hashes(ids: list[str]) -> np.ndarray:
@@ -73,8 +76,9 @@ class SeenIds:
 
     def add(self, h: np.ndarray, lines: np.ndarray) -> None:
         order = np.argsort(h, kind="stable")
-        self.runs.append((h[order], lines[order]))
-        while len(self.runs) > 1 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
+        self.runs.append((h[order], lines[order].astype(np.int32)))
+        while (len(self.runs) > 1 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0])
+               and len(self.runs[-2][0]) + len(self.runs[-1][0]) <= self.max_run):
             (h1, l1), (h2, l2) = self.runs.pop(-2), self.runs.pop()
             hs, ls = np.concatenate([h1, h2]), np.concatenate([l1, l2])
             order = np.argsort(hs, kind="stable")  # two sorted runs: timsort merges them in linear time

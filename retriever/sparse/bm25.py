@@ -89,9 +89,9 @@ def _jvm_max_heap() -> int:
 
 def _peak_rss() -> int:
     """This process's peak resident memory in bytes (the isolated child's: the JVM and its heap)."""
-    import resource
+    from retriever.memory import peak_rss_bytes
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return peak_rss_bytes()
 
 
 _JVM_HINT = "Pyserini's JVM runs there; rerun, and if it repeats, report the JVM's hs_err file named above."
