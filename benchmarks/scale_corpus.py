@@ -175,6 +175,8 @@ try:
 finally:
     ray.shutdown()
     cluster.shutdown()
+from retriever.memory import peak_rss_mb
+search_peak = peak_rss_mb()  # the driver of the searches (the check below loads the whole index here)
 index, ids, _ = load_sharded({ix!r})
 one = DenseSearcher(None, index, ids).search_vectors(qids, xq, 100)
 def same(a, b):
@@ -185,7 +187,8 @@ for r in rows:
     r["equals_one_index"] = all(same(r["run"][q], one[q]) for q in qids)
     r["identical_runs"] = r["run"] == one
     del r["run"]
-_out = json.dumps({{"queries": len(qids), "k": 100, "rows": rows, "queries_read": len(prep.dataset.queries)}})
+_out = json.dumps({{"queries": len(qids), "k": 100, "rows": rows, "queries_read": len(prep.dataset.queries),
+                   "driver_peak_rss_mb": search_peak}})
 """
 
 
@@ -240,7 +243,7 @@ def main() -> None:
             s = search_step(folder, work, ix)
             row["index"] = {"write_vectors_seconds": round(vec_s, 1), "seconds": i["seconds"],
                             "peak_rss_mb": i["peak_rss_mb"], **i["result"]}
-            row["search"] = {"driver_peak_rss_mb": s["peak_rss_mb"], **s["result"]}
+            row["search"] = {"process_peak_rss_mb_with_check": s["peak_rss_mb"], **s["result"]}
             print(json.dumps({n: {"index": row["index"], "search": row["search"]}}), flush=True)
         out["rows"].append(row)
         Path(a.output).write_text(json.dumps(out, indent=1) + "\n")

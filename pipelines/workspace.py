@@ -100,7 +100,7 @@ def read_queries_qrels(source: Path, split: str, report: ValidationReport | None
             return {}, None, ""
         if q_path is None:
             raise DataError(str(source), None, f"no queries for split {split!r} (queries.jsonl, queries.{split}.tsv, "
-                            "topics.{split}.tsv or queries.tsv).", "add the queries file, or pass --topics FILE.")
+                            f"topics.{split}.tsv or queries.tsv).", "add the queries file, or pass --topics FILE.")
     read = read_queries if ".jsonl" in q_path.name else read_topics
     queries = read(q_path, report)
     if qrels:
