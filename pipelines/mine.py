@@ -118,7 +118,12 @@ def mine_pairs(job: MineJob) -> dict:
             if isinstance(v, int):
                 setattr(report, k, getattr(report, k) + v)
     write_mined(examples, job.output)
-    return {"output": job.output, "retriever": job.retriever, "examples": len(examples), "shards": len(shards),
+    from retriever.mining.negatives import mining_warnings
+
+    warnings = mining_warnings(report, job.config)
+    for w in warnings:
+        log.warning("densepipe: warning: mine (%s): %s", job.retriever, w)
+    return {"output": job.output, **({"warnings": warnings} if warnings else {}), "retriever": job.retriever, "examples": len(examples), "shards": len(shards),
             "engine": job.engine, "seconds": round(time.perf_counter() - t0, 1), "report": report.to_dict(),
             **({"nodes": nodes} if nodes else {})}
 

@@ -61,6 +61,7 @@ class MiningReport:
     outside_rank_range: int = 0
     pairs_without_positive_score: int = 0
     pairs_with_too_few_negatives: int = 0
+    pairs_without_negatives: int = 0  # dropped: nothing to train them against
     negatives: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -105,6 +106,7 @@ def mine_negatives(queries: Queries, qrels: Qrels, searcher: Searcher, config: M
             if len(kept) < config.num_negatives:
                 report.pairs_with_too_few_negatives += 1
             if not kept:
+                report.pairs_without_negatives += 1
                 continue
             pick = rng.choice(len(kept), size=min(config.num_negatives, len(kept)), replace=False)
             chosen = [kept[i] for i in sorted(pick)]
@@ -112,6 +114,22 @@ def mine_negatives(queries: Queries, qrels: Qrels, searcher: Searcher, config: M
             out.append(MinedExample(qid, pid, tuple(d for d, _ in chosen), tuple(s for _, s in chosen),
                                     pos_score, source))
     return out, report
+
+
+def mining_warnings(report: MiningReport, config: MiningConfig) -> list[str]:
+    """What a user should hear about a mining run: the false-negative filter emptying pairs (on a single-topic
+    corpus every candidate can sit close to the positive's score), or dropping most candidates."""
+    out = []
+    if report.pairs_without_negatives:
+        out.append(f"{report.pairs_without_negatives} of {report.pairs} (query, positive) pairs have no negative left "
+                   f"and are dropped ({report.dropped_margin} of {report.candidates} candidates fell within the "
+                   f"{config.margin_mode} margin {config.margin}, {report.outside_rank_range} outside ranks "
+                   f"{config.rank_range[0]}-{config.rank_range[1]}); lower --margin, use --margin-mode absolute, "
+                   "or widen the rank range.")
+    elif report.candidates and report.dropped_margin > report.candidates / 2:
+        out.append(f"the {config.margin_mode} margin {config.margin} dropped {report.dropped_margin} of "
+                   f"{report.candidates} candidates as likely false negatives; check that it suits this corpus.")
+    return out
 
 
 def _too_close(score: float, pos_score: float, config: MiningConfig) -> bool:

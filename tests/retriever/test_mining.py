@@ -76,3 +76,19 @@ def test_table_round_trip_and_bad_files(tmp_path):
         mine_negatives({"q": "x"}, {"q": {"d1": 0}}, FixedSearcher(run), MiningConfig())
     with pytest.raises(ConfigError, match="rank_range"):
         MiningConfig(rank_range=(5, 5))
+
+
+def test_a_margin_that_empties_pairs_is_counted_and_warned_about():
+    """A single-topic corpus: every candidate within 5% of the positive's score. The relative 0.95 margin drops
+    them all, so the pair has nothing to train against: counted, and the warning names the way out."""
+    from retriever.mining.negatives import mining_warnings
+
+    run = {"q1": {f"d{i}": 0.90 - i / 1000 for i in range(20)}, "q2": _ranking()}
+    qrels = {"q1": {"d0": 1}, "q2": {"d5": 1}}
+    cfg = MiningConfig(depth=20, rank_range=(1, 20), num_negatives=4, margin=0.95)
+    examples, report = mine_negatives({"q1": "a", "q2": "b"}, qrels, FixedSearcher(run), cfg)
+    assert [e.query_id for e in examples] == ["q2"] and report.pairs_without_negatives == 1
+    assert report.dropped_margin == 19 + 9  # q1: d1..d19 all above 0.95 * 0.90; q2: d0-d4, d6-d9 above 0.9025
+    (warning,) = mining_warnings(report, cfg)
+    assert warning.startswith("1 of 2 (query, positive) pairs have no negative left") and "--margin" in warning
+    assert mining_warnings(mine_negatives({"q2": "b"}, {"q2": {"d5": 1}}, FixedSearcher(run), cfg)[1], cfg) == []
