@@ -603,8 +603,19 @@ def main(argv: list[str] | None = None) -> int:
     from retriever.data.validation import reset_accepted
 
     reset_accepted()
+    policy = os.environ.get("DRP_DATA_POLICY")  # restored afterwards: a later in-process command starts afresh
     if getattr(a, "strict", False) or getattr(a, "skip_malformed", False):  # inherited by workers and children
         os.environ["DRP_DATA_POLICY"] = "strict" if a.strict else "skip-malformed"
+    try:
+        return _run_command(a)
+    finally:
+        if policy is None:
+            os.environ.pop("DRP_DATA_POLICY", None)
+        else:
+            os.environ["DRP_DATA_POLICY"] = policy
+
+
+def _run_command(a) -> int:
     try:
         with _stdout_to_stderr():
             code, result = a.func(a)

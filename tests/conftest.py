@@ -51,6 +51,7 @@ def screenshot(html: Path, png: Path, size: str = "1280,2400") -> Path:
 @pytest.fixture(autouse=True)
 def _work_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DRP_WORK_DIR", str(tmp_path_factory.mktemp("work")))
+    monkeypatch.setenv("DRP_DATA_POLICY", "accept")  # the default policy, whatever an earlier test set
 
 
 def run_cli(capsys, *args) -> dict:

@@ -45,6 +45,9 @@ def test_strict_refuses_the_first_record_level_problem(tmp_path, capsys):
     code = main(["encode", "--dataset", str(MESSY), "--engine", "local", "--strict", "--output", str(tmp_path / "e")])
     err = capsys.readouterr().err
     assert code == 2 and "corpus.jsonl:3: document 'd3' has empty title and text" in err
+    import os
+
+    assert "DRP_DATA_POLICY" not in os.environ  # --strict held for that command only, not for the next one
     assert "Traceback" not in err
 
 
