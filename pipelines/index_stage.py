@@ -12,7 +12,7 @@ import numpy as np
 from indexes import (IndexSpec, ShardedIndex, apply_search_params, build_index, estimate_memory, index_is_done,
                      load_index, save_index)
 from indexes.build import sample_for_training, train_index
-from indexes.store import INDEX_FILE
+from indexes.store import IDS_FILE, INDEX_FILE
 from indexes.spec import MemoryBudgetError, training_size
 from retriever.atomic import read_json, write_json
 from retriever.data.embeddings import read_embedding_shard, read_embeddings
@@ -100,8 +100,8 @@ def index_embeddings(emb_dir: str | os.PathLike, out_dir: str | os.PathLike, spe
     if len(groups) > 1 and single_file_budget and total_index <= single_file_budget:
         single = _write_single_file(out_dir, folders, {"spec": _spec_key(spec), "source": sources})
     if single is None:  # no stale one-file copy of an earlier build
-        (out_dir / "index.json").unlink(missing_ok=True)
-        (out_dir / INDEX_FILE).unlink(missing_ok=True)
+        for name in ("index.json", INDEX_FILE, IDS_FILE):
+            (out_dir / name).unlink(missing_ok=True)
     manifest = {"embeddings": str(emb_dir), "spec": _spec_key(spec), "factory": factory, "single_file": single,
                 "search_params": spec.search_params, "parts": [f.name for f in folders], "num_vectors": total,
                 "estimated_index_bytes": int(total_index), "metric": spec.metric,
