@@ -130,22 +130,33 @@ def _write_single_file(out_dir: Path, folders: list[Path], expect: dict) -> str 
     return INDEX_FILE
 
 
+def read_index_manifest(index_dir: str | os.PathLike) -> dict:
+    """The top manifest of a finished index folder (its parts, spec, search parameters)."""
+    top = Path(index_dir) / "manifest.json"
+    if not top.is_file():
+        raise DataError(str(top), None, "no index manifest: the index is missing or unfinished.",
+                        "run `densepipe index` (a rerun finishes an interrupted build).")
+    return read_json(top)
+
+
+def load_parts(folders: list, search_params: str) -> tuple[list, list[str]]:
+    """The saved indexes in ``folders``, in order, with ``search_params`` applied, and their ids end to end."""
+    parts, ids = [], []
+    for folder in folders:
+        index, part_ids, _ = load_index(folder)
+        apply_search_params(index, search_params)
+        parts.append(index)
+        ids.extend(part_ids)
+    return parts, ids
+
+
 def load_sharded(index_dir: str | os.PathLike, search_params: str | None = None, threads: int = 1
                  ) -> tuple[ShardedIndex, list[str], dict]:
     """Load every part of an index folder as one ShardedIndex with the global id list."""
     index_dir = Path(index_dir)
-    top = index_dir / "manifest.json"
-    if not top.is_file():
-        raise DataError(str(top), None, "no index manifest: the index is missing or unfinished.",
-                        "run `densepipe index` (a rerun finishes an interrupted build).")
-    manifest = read_json(top)
-    parts, ids = [], []
-    for name in manifest["parts"]:
-        index, part_ids, _ = load_index(index_dir / name)
-        params = manifest.get("search_params", "") if search_params is None else search_params
-        apply_search_params(index, params)
-        parts.append(index)
-        ids.extend(part_ids)
+    manifest = read_index_manifest(index_dir)
+    params = manifest.get("search_params", "") if search_params is None else search_params
+    parts, ids = load_parts([index_dir / name for name in manifest["parts"]], params)
     sharded = ShardedIndex(parts, threads=threads, shared_quantizer=manifest.get("shared_quantizer", False))
     return sharded, ids, manifest
 

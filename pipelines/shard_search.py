@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from retriever.atomic import read_json
-from retriever.types import ConfigError, DataError
+from retriever.types import ConfigError
 
 log = logging.getLogger("densepipe.search")
 
@@ -43,20 +43,15 @@ def split_parts(sizes: list[int], workers: int) -> list[list[int]]:
 class IndexShardActor:
     """Holds some parts of an index folder (a local path, or the parts' storage URIs) and searches them."""
 
-    def __init__(self, sources: list[str], base: int, search_params: str | None, shared_quantizer: bool,
-                 threads: int):
+    def __init__(self, sources: list[str], base: int, search_params: str, shared_quantizer: bool, threads: int):
         import faiss
 
-        from indexes import ShardedIndex, apply_search_params, load_index
+        from indexes import ShardedIndex
+        from pipelines.index_stage import load_parts
         from pipelines.runtime import fetch_dir
 
         faiss.omp_set_num_threads(max(1, threads))
-        parts, ids = [], []
-        for src in sources:
-            index, part_ids, manifest = load_index(fetch_dir(src))
-            apply_search_params(index, manifest.get("search_params", "") if search_params is None else search_params)
-            parts.append(index)
-            ids.extend(part_ids)
+        parts, ids = load_parts([fetch_dir(src) for src in sources], search_params)
         self.index = ShardedIndex(parts, shared_quantizer=shared_quantizer)
         self.ids = np.asarray(ids, dtype=object)
         self.base = base
@@ -84,13 +79,13 @@ class DistributedSearcher:
 
         from pipelines.runtime import check_fits, open_storage
 
+        from pipelines.index_stage import read_index_manifest
+
         index_dir = Path(index_dir)
-        top = index_dir / "manifest.json"
-        if not top.is_file():
-            raise DataError(str(top), None, "no index manifest: the index is missing or unfinished.",
-                            "run `densepipe index` (a rerun finishes an interrupted build).")
-        self.manifest = read_json(top)
+        self.manifest = read_index_manifest(index_dir)
         names = self.manifest["parts"]
+        if search_params is None:
+            search_params = self.manifest.get("search_params", "")
         sizes = [read_json(index_dir / n / "index.json")["ntotal"] for n in names]
         groups = split_parts(sizes, num_workers)
         if len(groups) < num_workers:

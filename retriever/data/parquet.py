@@ -1,7 +1,8 @@
 """Corpus and queries as Parquet shards: the unit of work of the later stages.
 
 Shard assignment is deterministic (contiguous runs in input order), every shard is written atomically,
-and a manifest records the shards and a hash of the content they were made from.
+and a manifest records the shards and a hash of the content they were made from; ``stream.prepare_corpus``
+writes them, ``ShardCorpus`` reads them.
 """
 
 from __future__ import annotations
@@ -10,24 +11,30 @@ import hashlib
 import os
 from pathlib import Path
 from collections.abc import Mapping
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from retriever.atomic import atomic_path, read_json, write_json
+from retriever.atomic import atomic_path, read_json
 from retriever.types import Corpus, DataError, Document, Queries
 
 MANIFEST = "manifest.json"
 
 
-def corpus_hash(corpus: Corpus) -> str:
-    """Content hash of a corpus (ids, titles and texts in order)."""
-    h = hashlib.sha256()
-    for doc in corpus.values():
+def hash_documents(h, docs: Iterable[Document]) -> None:
+    """Feed documents (ids, titles and texts in order) into the hash ``h``: the content hash of a corpus, whether
+    it is held in memory (``corpus_hash``) or streamed a shard at a time (``stream.prepare_corpus``)."""
+    for doc in docs:
         for part in (doc.id, doc.title, doc.text):
             h.update(part.encode())
             h.update(b"\x00")
+
+
+def corpus_hash(corpus: Corpus) -> str:
+    """Content hash of a corpus (ids, titles and texts in order)."""
+    h = hashlib.sha256()
+    hash_documents(h, corpus.values())
     return h.hexdigest()[:16]
 
 
@@ -36,38 +43,6 @@ def queries_hash(queries: Queries) -> str:
     for qid, text in queries.items():
         h.update(f"{qid}\x00{text}\x00".encode())
     return h.hexdigest()[:16]
-
-
-def write_corpus_shards(corpus: Corpus, out_dir: str | os.PathLike, docs_per_shard: int = 50_000,
-                        source: str = "") -> dict:
-    """Write ``corpus`` as ``corpus-NNNNN.parquet`` shards; skip the work when the manifest already matches."""
-    if docs_per_shard < 1:
-        raise DataError(None, None, f"docs_per_shard must be >= 1, got {docs_per_shard}.", "pass a positive size.")
-    out = Path(out_dir)
-    data_hash = corpus_hash(corpus)
-    manifest_path = out / MANIFEST
-    if manifest_path.is_file():
-        old = read_json(manifest_path)
-        if old.get("data_hash") == data_hash and old.get("docs_per_shard") == docs_per_shard and all(
-                (out / s["file"]).is_file() for s in old["shards"]):
-            return old
-    docs = list(corpus.values())
-    shards = []
-    for start in range(0, len(docs), docs_per_shard):
-        chunk = docs[start:start + docs_per_shard]
-        name = f"corpus-{len(shards):05d}.parquet"
-        table = pa.table({
-            "id": pa.array([d.id for d in chunk], pa.string()),
-            "title": pa.array([d.title for d in chunk], pa.string()),
-            "text": pa.array([d.text for d in chunk], pa.string()),
-        })
-        with atomic_path(out / name) as tmp:
-            pq.write_table(table, tmp)
-        shards.append({"file": name, "count": len(chunk), "first": start})
-    manifest = {"kind": "corpus", "num_docs": len(docs), "docs_per_shard": docs_per_shard, "shards": shards,
-                "data_hash": data_hash, "source": source}
-    write_json(manifest_path, manifest)
-    return manifest
 
 
 def read_manifest(folder: str | os.PathLike) -> dict:

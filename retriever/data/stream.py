@@ -96,18 +96,15 @@ def _report_state(report: ValidationReport | None) -> dict:
             "examples": [[e.kind, e.path, e.line, e.message, e.fix] for e in report.examples]}
 
 
-def _replay(report: ValidationReport | None, state: dict, before: dict) -> None:
+def _replay(report: ValidationReport | None, state: dict) -> None:
     """Count again what reading the corpus counted the first time (so a rerun warns and reports the same)."""
     if report is None:
         return
-    seen_before = {(p, k) for p, k, _ in before["by_file"]}
     for path, kind, n in state["by_file"]:
-        if (path, kind) in seen_before:
-            continue
         report.counts[kind] += n
         report.by_file[(path, kind)] += n
     for kind, path, line, message, fix in state["examples"]:
-        if len(report.examples) < report.max_examples and (path, kind) not in seen_before:
+        if len(report.examples) < report.max_examples:
             report.examples.append(Problem(kind, path, line, message, fix))
 
 
@@ -130,7 +127,7 @@ def prepare_corpus(path: Path, out_dir: str | os.PathLike, docs_per_shard: int =
     if manifest_path.is_file():
         old = read_json(manifest_path)
         if old.get("settings") == settings and all((out / s["file"]).is_file() for s in old["shards"]):
-            _replay(report, old.get("problems", {"by_file": [], "examples": []}), _report_state(None))
+            _replay(report, old.get("problems", _report_state(None)))
             return old
     before = _report_state(report)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -162,6 +159,7 @@ def _write_shards(path: Path, out: Path, docs_per_shard: int, max_docs: int | No
     from tqdm.auto import tqdm
 
     from retriever.data.beir import flag_duplicate
+    from retriever.data.parquet import hash_documents
 
     limit = max_docs if max_docs is not None else float("inf")
     content = hashlib.sha256()
@@ -196,10 +194,7 @@ def _write_shards(path: Path, out: Path, docs_per_shard: int, max_docs: int | No
             keep.append(doc)
             lines.append(line)
         if keep:
-            for doc in keep:
-                for part in (doc.id, doc.title, doc.text):
-                    content.update(part.encode())
-                    content.update(b"\x00")
+            hash_documents(content, keep)
             name = f"corpus-{len(shards):05d}.parquet"
             table = pa.table({"id": pa.array([d.id for d in keep], pa.string()),
                               "title": pa.array([d.title for d in keep], pa.string()),

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from retriever.atomic import read_json, write_json
 from retriever.data.parquet import corpus_hash
 from retriever.isolated import Isolated
+from retriever.memory import peak_rss_bytes
 from retriever.sparse.java import prepare_pyserini
 from retriever.types import DataError, Queries, Run
 
@@ -87,13 +88,6 @@ def _jvm_max_heap() -> int:
     return int(autoclass("java.lang.Runtime").getRuntime().maxMemory())
 
 
-def _peak_rss() -> int:
-    """This process's peak resident memory in bytes (the isolated child's: the JVM and its heap)."""
-    from retriever.memory import peak_rss_bytes
-
-    return peak_rss_bytes()
-
-
 _JVM_HINT = "Pyserini's JVM runs there; rerun, and if it repeats, report the JVM's hs_err file named above."
 
 
@@ -108,7 +102,7 @@ class LuceneIndexWorker:
         self._indexer = LuceneIndexer(args=["-index", index_dir, "-memoryBuffer", str(max(64, heap_mb // 2))],
                                       threads=threads)
 
-    peak_rss = staticmethod(_peak_rss)
+    peak_rss = staticmethod(peak_rss_bytes)  # the isolated child's own: the JVM and its heap
     max_heap = staticmethod(_jvm_max_heap)
 
     def add(self, batch: list[dict]) -> int:
@@ -134,7 +128,7 @@ class LuceneSearchWorker:
         hits = self._searcher.batch_search(texts, qids, k=k, threads=threads)
         return {q: [(h.docid, float(h.score)) for h in hits.get(q, [])] for q in qids}
 
-    peak_rss = staticmethod(_peak_rss)
+    peak_rss = staticmethod(peak_rss_bytes)  # the isolated child's own: the JVM and its heap
     max_heap = staticmethod(_jvm_max_heap)
 
 
