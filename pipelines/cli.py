@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from retriever.encoders.backends import BACKENDS, MODEL_DTYPES, QUANTIZATIONS
 from retriever.types import DensepipeError
 
 
@@ -88,13 +89,20 @@ def _add_ray(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-workers", type=int, default=1, help="Ray workers for this command")
 
 
-def _add_encoder(p: argparse.ArgumentParser, shards: bool = True, dtype: bool = True) -> None:
+def _add_encoder(p: argparse.ArgumentParser, shards: bool = True, dtype: bool = True,
+                 backend_flag: str = "--backend") -> None:
     """The encoder's options; ``shards`` / ``dtype``: only for commands that cut the corpus into shards / store
-    vectors (an option a command would ignore is not offered)."""
+    vectors (an option a command would ignore is not offered); ``backend_flag``: the name of the encoder's backend
+    option (``hyde``'s ``--backend`` is its generator's)."""
     p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2",
                    help="hub name, packaged model or folder")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-seq-length", type=int, default=None)
+    p.add_argument(backend_flag, dest="encoder_backend", choices=BACKENDS, default="torch",
+                   help="where the transformer runs: torch, ONNX Runtime or OpenVINO (CPU; exported once, cached)")
+    p.add_argument("--quantize", choices=QUANTIZATIONS, default="none", help="int8: ONNX Runtime dynamic int8")
+    p.add_argument("--model-dtype", choices=MODEL_DTYPES, default="float32",
+                   help="the model's compute type (bfloat16 on CPUs with bf16 units; float16 on GPUs)")
     if shards:
         p.add_argument("--docs-per-shard", type=int, default=50_000)
     if dtype:
@@ -119,7 +127,8 @@ def _encoder_config(a):
     from retriever.encoders import EncoderConfig
 
     return EncoderConfig(model=a.model, batch_size=a.batch_size, max_seq_length=a.max_seq_length,
-                         dtype=getattr(a, "dtype", "float32"))
+                         dtype=getattr(a, "dtype", "float32"), backend=a.encoder_backend,
+                         quantize=a.quantize, model_dtype=a.model_dtype)
 
 
 def cmd_data_check(a) -> tuple[int, dict]:
@@ -549,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("hyde", help="HyDE: generate hypothetical documents per query (cached), average their "
                        "embeddings with the query's, search and evaluate")
     _add_dataset(p)
-    _add_encoder(p, shards=False)
+    _add_encoder(p, shards=False, backend_flag="--encoder-backend")
     _add_ray(p)
     p.add_argument("--output", required=True, help="folder: generations/ cache, query_vectors.parquet, run.trec")
     p.add_argument("--generator", default="smollm2", help="smollm2 | gemma3-270m | a model folder | a .gguf "

@@ -59,6 +59,14 @@ class EncodeSection:
     max_seq_length: int | None = None
     engine: str = "ray"
     num_workers: int = 1
+    backend: str = "torch"  # torch | onnx | openvino: documents and queries alike
+    quantize: str = "none"  # none | int8 (onnx)
+    model_dtype: str = "float32"  # float32 | bfloat16 | float16 (GPU)
+
+    def __post_init__(self) -> None:
+        from retriever.encoders.backends import check_backend
+
+        check_backend(self.backend, self.quantize, self.model_dtype)
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,10 @@ from pipelines.runtime import RayEnv
 
 log = logging.getLogger("densepipe.encode")
 
-# Settings that change the vectors; batch size, device and threads do not.
-_OUTPUT_KEYS = ("model", "max_seq_length", "title_sep", "dtype")
+# Settings that change the vectors; batch size, bucketing, device and threads do not (beyond float rounding).
+_OUTPUT_KEYS = ("model", "max_seq_length", "title_sep", "dtype", "backend", "quantize", "model_dtype")
+# what shards written before a key existed were made with
+_OUTPUT_DEFAULTS = {"backend": "torch", "quantize": "none", "model_dtype": "float32"}
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ def encode_corpus(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, con
     out_dir.mkdir(parents=True, exist_ok=True)
     cmanifest = read_manifest(corpus_dir)
     metas = {s["file"]: shard_meta(cmanifest, config.encoder, s) for s in cmanifest["shards"]}
-    pending = [(i, s) for i, s in enumerate(cmanifest["shards"]) if not shard_is_done(out_dir, i, metas[s["file"]])]
+    pending = [(i, s) for i, s in enumerate(cmanifest["shards"])
+               if not shard_is_done(out_dir, i, metas[s["file"]], _OUTPUT_DEFAULTS)]
     todo = sum(s["count"] for _, s in pending)
     log.info("encode: %d of %d shards to do (%d docs)", len(pending), len(cmanifest["shards"]), todo)
     start = time.perf_counter()

@@ -164,7 +164,8 @@ class PipelineRun:
         from retriever.encoders import EncoderConfig
 
         c = self.config.encode
-        return EncoderConfig(model=self._base_model(), batch_size=c.batch_size, max_seq_length=c.max_seq_length)
+        return EncoderConfig(model=self._base_model(), batch_size=c.batch_size, max_seq_length=c.max_seq_length,
+                             backend=c.backend, quantize=c.quantize, model_dtype=c.model_dtype)
 
     def _encode_into(self, folder: Path, encoder) -> dict:
         from pipelines.encode import EncodeConfig, encode_corpus

@@ -14,6 +14,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def pytest_sessionstart(session):
+    # exported ONNX graphs: shared by the session's tests and the Ray workers they start (set before any cluster
+    # exists, so its processes inherit it), never written to the user's ~/.cache
+    os.environ["DRP_EXPORT_CACHE"] = str(session.config._tmp_path_factory.getbasetemp() / "exports")
+
+
 def need_data(path: Path) -> None:
     """Skip a test whose data is missing here; in CI (CI=true) a missing data folder is a failure, not a skip."""
     if path.exists():

@@ -41,13 +41,15 @@ def write_embedding_shard(out_dir: str | os.PathLike, shard: int, ids: list[str]
     return manifest
 
 
-def shard_is_done(out_dir: str | os.PathLike, shard: int, expect: dict) -> bool:
-    """True when the shard's manifest exists and agrees with ``expect`` on every key given."""
+def shard_is_done(out_dir: str | os.PathLike, shard: int, expect: dict, defaults: dict | None = None) -> bool:
+    """True when the shard's manifest exists and agrees with ``expect`` on every key given (a key the manifest
+    lacks counts as its value in ``defaults``: shards written before that setting existed)."""
     data_path, manifest_path = shard_paths(out_dir, shard)
     if not (manifest_path.is_file() and data_path.is_file()):
         return False
     have = read_json(manifest_path)
-    return all(have.get(k) == v for k, v in expect.items())
+    defaults = defaults or {}
+    return all(have.get(k, defaults.get(k)) == v for k, v in expect.items())
 
 
 def read_embedding_shard(out_dir: str | os.PathLike, shard: int) -> tuple[list[str], np.ndarray]:

@@ -23,13 +23,23 @@ class EncoderConfig:
     device: str | None = None  # None: cuda when available, else cpu
     title_sep: str = " "  # BEIR's and MTEB's convention for "title text"
     dtype: str = "float32"  # of the stored vectors: float32 or float16
-    threads: int | None = None  # torch intra-op threads on CPU; None: torch's default
+    threads: int | None = None  # intra-op threads on CPU (torch, ONNX Runtime, OpenVINO); None: the library's default
+    backend: str = "torch"  # torch | onnx | openvino (retriever.encoders.backends)
+    quantize: str = "none"  # none | int8 (onnx only)
+    model_dtype: str = "float32"  # the model's compute type: float32 | bfloat16 | float16 (GPU), not the vectors'
+    bucket: str = "tokens"  # batches of similar token length across each call ("tokens") or sentence-transformers'
+    # own ordering by character length ("chars")
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"encoder batch_size must be >= 1, got {self.batch_size}.")
         if self.dtype not in ("float32", "float16"):
             raise ConfigError(f"encoder dtype must be float32 or float16, got {self.dtype!r}.")
+        if self.bucket not in ("tokens", "chars"):
+            raise ConfigError(f"encoder bucket must be 'tokens' or 'chars', got {self.bucket!r}.")
+        from retriever.encoders.backends import check_backend
+
+        check_backend(self.backend, self.quantize, self.model_dtype, self.device)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,14 +109,20 @@ class BiEncoder:
         if model is None:
             from sentence_transformers import SentenceTransformer
 
+            from retriever.encoders.backends import apply_backend, require
+
+            require(config.backend)  # before loading anything: a missing package is named at once
             if config.threads:
                 import torch
 
                 torch.set_num_threads(config.threads)
             self.path = resolve_model(config.model)
             model = SentenceTransformer(self.path, device=config.device)
+            self.runtime = apply_backend(model, model_hash(self.path), config.backend, config.quantize,
+                                         config.model_dtype, config.threads)
         else:
             self.path = getattr(model, "_densepipe_path", config.model)
+            self.runtime = {"backend": "torch", "quantize": "none", "model_dtype": "float32", "precision": None}
         self.model = model
         if config.max_seq_length:
             model.max_seq_length = config.max_seq_length
@@ -128,13 +144,42 @@ class BiEncoder:
     def describe(self) -> dict:
         return {"model": self.config.model, "path": self.path, "model_hash": self.fingerprint, "dim": self.dim,
                 "similarity": self.similarity, "normalized": self.normalized,
-                "max_seq_length": int(self.model.max_seq_length), "dtype": self.config.dtype}
+                "max_seq_length": int(self.model.max_seq_length), "dtype": self.config.dtype, **self.runtime}
 
     def _encode(self, texts: Sequence[str], kind: str, show_progress: bool) -> np.ndarray:
         fn = self.model.encode_query if kind == "query" else self.model.encode_document
-        vectors = fn(list(texts), batch_size=self.config.batch_size, convert_to_numpy=True,
-                     normalize_embeddings=self.normalize, show_progress_bar=show_progress)
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        texts = list(texts)
+        size = self.config.batch_size
+        if self.config.bucket == "chars" or len(texts) <= size:
+            vectors = fn(texts, batch_size=size, convert_to_numpy=True, normalize_embeddings=self.normalize,
+                         show_progress_bar=show_progress)
+            return np.ascontiguousarray(vectors, dtype=np.float32)
+        # sentence-transformers orders a call's texts by characters; ordering by tokens (after truncation) packs
+        # batches tighter, so each batch is encoded by a call of its own, then the order is restored
+        order = np.argsort(-self._token_lengths(texts), kind="stable")
+        out = None
+        from tqdm.auto import tqdm
+
+        for start in tqdm(range(0, len(texts), size), desc="batches", disable=not show_progress):
+            rows = order[start:start + size]
+            part = fn([texts[i] for i in rows], batch_size=size, convert_to_numpy=True,
+                      normalize_embeddings=self.normalize, show_progress_bar=False)
+            if out is None:
+                out = np.empty((len(texts), part.shape[1]), dtype=np.float32)
+            out[rows] = part
+        return out
+
+    def _token_lengths(self, texts: list[str]) -> np.ndarray:
+        """Each text's length in tokens, capped at the model's limit (no padding, no tensors: cheap)."""
+        try:
+            tokenizer = self.model.tokenizer
+        except (AttributeError, ValueError, TypeError):  # a Router of several tokenizers: characters will do
+            tokenizer = None
+        limit = int(self.model.max_seq_length or 512)
+        if tokenizer is None:
+            return np.array([len(t) for t in texts])
+        ids = tokenizer(texts, add_special_tokens=True, truncation=True, max_length=limit)["input_ids"]
+        return np.array([len(x) for x in ids])
 
     def encode_queries(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         return self._encode(texts, "query", show_progress)

@@ -52,14 +52,17 @@ def test_impossible_requests_are_refused_at_once_with_the_numbers(two_nodes):
 
 
 def test_encode_on_both_nodes_from_s3_equals_local(two_nodes, scifact_slice, s3_root, tmp_path):
+    """On the ONNX Runtime backend: each node's workers export (or reuse) the graph themselves."""
     prep = prepare(str(scifact_slice), docs_per_shard=60, max_docs=180)
-    cfg = EncodeConfig(EncoderConfig(), engine="ray", num_workers=2, rows_per_ray_batch=30,
+    encoder = EncoderConfig(backend="onnx")
+    cfg = EncodeConfig(encoder, engine="ray", num_workers=2, rows_per_ray_batch=30,
                        ray=RayEnv(two_nodes.address, storage=s3_root))
     manifest = encode_corpus(prep.corpus_dir, tmp_path / "ray", cfg, progress=False)
     assert manifest["last_run"]["docs"] == 180
     assert set(manifest["last_run"]["nodes"]) == node_ids(), "both nodes encoded"
     assert manifest["last_run"]["cpus_per_worker"] == 1.0
-    encode_corpus(prep.corpus_dir, tmp_path / "local", EncodeConfig(EncoderConfig(), engine="local"), progress=False)
+    assert {s["backend"] for s in manifest["shards"]} == {"onnx"}
+    encode_corpus(prep.corpus_dir, tmp_path / "local", EncodeConfig(encoder, engine="local"), progress=False)
     ids_r, xr = _emb(tmp_path / "ray")
     ids_l, xl = _emb(tmp_path / "local")
     assert ids_r == ids_l and len(set(ids_r)) == 180

@@ -51,6 +51,28 @@ def test_local_encode_skips_finished_shards(scifact_slice, tmp_path):
     assert changed["last_run"]["docs"] == 130
 
 
+def test_a_changed_backend_re_encodes_and_old_shards_count_as_torch(scifact_slice, tmp_path):
+    import json
+
+    prep = prepare(str(scifact_slice), docs_per_shard=64, max_docs=100)
+    torch_cfg = EncodeConfig(EncoderConfig(), engine="local")
+    encode_corpus(prep.corpus_dir, tmp_path / "emb", torch_cfg, progress=False)
+    for shard in (tmp_path / "emb").glob("emb-*.json"):  # a shard written before backends existed
+        meta = json.loads(shard.read_text())
+        assert meta["backend"] == "torch"
+        for key in ("backend", "quantize", "model_dtype"):
+            meta.pop(key)
+        shard.write_text(json.dumps(meta))
+    assert encode_corpus(prep.corpus_dir, tmp_path / "emb", torch_cfg, progress=False)["last_run"]["docs"] == 0
+    _, x_torch = _emb(tmp_path / "emb")
+    onnx_cfg = EncodeConfig(EncoderConfig(backend="onnx"), engine="local")
+    redone = encode_corpus(prep.corpus_dir, tmp_path / "emb", onnx_cfg, progress=False)
+    assert redone["last_run"]["docs"] == 100 and {s["backend"] for s in redone["shards"]} == {"onnx"}
+    assert encode_corpus(prep.corpus_dir, tmp_path / "emb", onnx_cfg, progress=False)["last_run"]["docs"] == 0
+    _, x_onnx = _emb(tmp_path / "emb")
+    assert (x_torch * x_onnx).sum(1).min() > 1 - 1e-5
+
+
 def test_sigkill_midway_then_resume_equals_uninterrupted(scifact_slice, tmp_path):
     env = {**os.environ, "DRP_WORK_DIR": str(tmp_path / "work"), "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "pipelines.cli", "encode", "--dataset", str(scifact_slice), "--engine", "local",
