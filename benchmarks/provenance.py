@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("densepipe", "torch", "sentence-transformers", "transformers", "faiss-cpu", "faiss-gpu-cu12", "ray",
-            "pyarrow", "pyserini", "pytrec-eval-terrier", "numpy")
+            "pyarrow", "pyserini", "pytrec-eval-terrier", "numpy", "onnx", "onnxruntime", "openvino")
 
 
 def provenance(script: str, argv: list[str] | None = None) -> dict:

@@ -167,6 +167,32 @@ def cmd_dense(a) -> tuple[int, dict]:
     return 0, result
 
 
+def cmd_fuse(a) -> tuple[int, dict]:
+    from retriever.data import read_qrels, read_run, write_run
+    from retriever.data.validation import read_checked
+    from retriever.eval import evaluate, paired_test
+    from retriever.eval.fusion import fuse
+
+    runs = [read_checked(read_run, path) for path in a.runs]
+    fused = fuse(runs, a.method, a.weights, a.rrf_k, a.norm, a.depth)
+    write_run(fused, a.output, tag=f"densepipe-{a.method}")
+    out = {"output": a.output, "method": a.method, "runs": a.runs, "weights": a.weights or [1.0] * len(runs),
+           "queries": len(fused), **({"rrf_k": a.rrf_k} if a.method == "rrf" else {"norm": a.norm})}
+    if a.qrels:
+        metrics = [m.strip() for m in a.metrics.split(",") if m.strip()]
+        qrels = read_checked(read_qrels, a.qrels)
+        res = evaluate(qrels, fused, metrics, relevance_level=a.relevance_level)
+        out["fused"] = res.to_dict()
+        out["inputs"] = []
+        for path, run in zip(a.runs, runs):
+            other = evaluate(qrels, run, metrics, relevance_level=a.relevance_level)
+            row = {"run": path, **other.to_dict()}
+            if len(set(res.per_query) & set(other.per_query)) >= 2:  # a paired test needs two queries
+                row["fused_vs_this"] = paired_test(res.per_query, other.per_query, metrics[0]).to_dict()
+            out["inputs"].append(row)
+    return 0, out
+
+
 def cmd_evaluate(a) -> tuple[int, dict]:
     from retriever.data import read_qrels, read_run
     from retriever.eval import evaluate, paired_test
@@ -436,6 +462,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-query", default=None, help="write per-query scores to this JSON file")
     p.add_argument("--compare", default=None, help="a second run: paired t-test and randomization test")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("fuse", help="fuse runs (BM25 + dense): reciprocal-rank fusion or a normalised convex "
+                       "combination; evaluated against --qrels when given")
+    p.add_argument("--runs", nargs="+", required=True, help="two or more TREC run files")
+    p.add_argument("--method", choices=("rrf", "convex"), default="rrf")
+    p.add_argument("--weights", nargs="+", type=float, default=None, help="one per run (default: all 1)")
+    p.add_argument("--rrf-k", type=float, default=60.0, help="RRF's constant (Cormack et al.: 60)")
+    p.add_argument("--norm", choices=("minmax", "zscore", "none"), default="minmax", help="convex: per-query "
+                   "normalisation of each run's scores")
+    p.add_argument("--depth", type=int, default=1000, help="hits fused from each run, and kept")
+    p.add_argument("--output", required=True, help="the fused TREC run")
+    p.add_argument("--qrels", default=None, help="evaluate the inputs and the fused run against these")
+    p.add_argument("--metrics", default="ndcg@10,mrr@10,recall@100,recall@1000,map@100,p@10")
+    p.add_argument("--relevance-level", type=int, default=1, help="lowest grade counted relevant (trec_eval -l)")
+    p.set_defaults(func=cmd_fuse)
 
     p = sub.add_parser("encode", help="encode a corpus into embedding shards on Ray")
     _add_dataset(p)

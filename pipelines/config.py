@@ -119,15 +119,36 @@ class SearchSection:
 
 
 @dataclass(frozen=True)
+class FuseSection:
+    """BM25 fused with the final dense run ([search]'s, else [dense]'s), weights fixed (no judgment picks them).
+    Defaults: the method picked on SciFact's training queries (benchmarks/fusion.py)."""
+    method: str = "convex"  # rrf | convex
+    norm: str = "zscore"  # convex: minmax | zscore | none
+    weights: list[float] = field(default_factory=lambda: [1.0, 1.0])  # BM25, dense
+    rrf_k: float = 60.0
+    depth: int = 1000
+
+    def __post_init__(self) -> None:
+        from retriever.eval.fusion import METHODS, NORMS
+
+        if self.method not in METHODS or self.norm not in NORMS:
+            raise ConfigError(f"[fuse] method must be one of {METHODS} and norm one of {NORMS}, got "
+                              f"{self.method!r} / {self.norm!r}.")
+        if len(self.weights) != 2:
+            raise ConfigError(f"[fuse] weights are two numbers (BM25, dense), got {self.weights}.")
+
+
+@dataclass(frozen=True)
 class CompressSection:
     variants: list[str] = field(default_factory=list)  # empty: every default variant
     memory_budget: str | None = None
 
 
-STAGES = ("pretrain", "bm25", "encode", "dense", "mine", "train", "encode_tuned", "index", "search", "compress")
+STAGES = ("pretrain", "bm25", "encode", "dense", "mine", "train", "encode_tuned", "index", "search", "fuse",
+          "compress")
 _SECTIONS = {"run": RunSection, "pretrain": PretrainSection, "bm25": BM25Section, "encode": EncodeSection,
              "dense": DenseSection, "mine": MineSection, "train": TrainSection, "index": IndexSection, "search": SearchSection,
-             "compress": CompressSection}
+             "fuse": FuseSection, "compress": CompressSection}
 
 
 @dataclass(frozen=True)
@@ -141,6 +162,7 @@ class PipelineConfig:
     train: TrainSection | None = None
     index: IndexSection | None = None
     search: SearchSection | None = None
+    fuse: FuseSection | None = None
     compress: CompressSection | None = None
 
     def stages(self) -> list[str]:
@@ -158,9 +180,13 @@ class PipelineConfig:
 
 def _check_type(section: str, key: str, value, annotation: str):
     hint = typing.get_type_hints(_SECTIONS[section])[key]
-    if typing.get_origin(hint) is list:  # list[str], the only list type in the sections
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+    if typing.get_origin(hint) is list:  # list[str] or list[float]
+        item = typing.get_args(hint)[0]
+        if isinstance(value, list) and item is str and all(isinstance(v, str) for v in value):
             return value
+        if isinstance(value, list) and item is float and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return [float(v) for v in value]
         raise ConfigError(f"config key [{section}].{key} must be {annotation}, got {type(value).__name__} "
                           f"{value!r}.")
     allowed = typing.get_args(hint) or (hint,)
@@ -221,6 +247,8 @@ def parse_config(data: dict, source: str = "config") -> PipelineConfig:
     for stage, required in needs.items():
         if stage in sections and required not in sections:
             raise ConfigError(f"{source}: stage [{stage}] needs stage [{required}].")
+    if "fuse" in sections and ("bm25" not in sections or not {"search", "dense"} & set(sections)):
+        raise ConfigError(f"{source}: stage [fuse] needs [bm25] and a dense run ([search] or [dense]).")
     return PipelineConfig(run=sections.get("run", RunSection()), **{k: v for k, v in sections.items() if k != "run"})
 
 

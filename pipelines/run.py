@@ -80,6 +80,7 @@ class PipelineRun:
                            else []),  # [bm25] k1 and b shape the BM25 negatives
                 "train": ["prepare", "encode"] + (["mine"] if "mine" in stages else []),
                 "encode_tuned": ["train"], "index": [final_vectors], "search": ["index", *tuned],
+                "fuse": ["bm25", "search" if "search" in stages else "dense"],
                 "compress": [final_vectors, *tuned]}[stage]
 
     def _manifest(self, stage: str) -> Path:
@@ -268,6 +269,23 @@ class PipelineRun:
                                   self._final_encoder(), k=self.config.search.k, max_docs=r.max_docs, remove_query=True)
         return {"run_file": res["run"], "factory": res["factory"], "metrics": res["metrics"]}
 
+    def _stage_fuse(self) -> dict:
+        from retriever.data import read_run, write_run
+        from retriever.eval import DEFAULT_METRICS, evaluate, paired_test
+        from retriever.eval.fusion import fuse
+
+        c = self.config.fuse
+        dense = self.dir / ("dense.trec" if "search" in self.config.stages() else "dense-base.trec")
+        runs = [read_run(self.dir / "bm25.trec"), read_run(dense)]
+        fused = fuse(runs, c.method, c.weights, c.rrf_k, c.norm, c.depth)
+        write_run(fused, self.dir / "fused.trec", tag=f"densepipe-{c.method}")
+        qrels = self.prep().dataset.qrels
+        result = evaluate(qrels, fused, DEFAULT_METRICS)
+        tests = {name: paired_test(result.per_query, evaluate(qrels, run, DEFAULT_METRICS).per_query,
+                                   "ndcg@10").to_dict() for name, run in zip(("bm25", "dense"), runs)}
+        return {"run_file": str(self.dir / "fused.trec"), "inputs": ["bm25.trec", dense.name],
+                "metrics": result.to_dict(), "fused_vs": tests}
+
     def _stage_compress(self) -> dict:
         from pipelines.compress import compress_prepared
 
@@ -322,6 +340,11 @@ class PipelineRun:
             row(f"{name} · {results['search']['factory']}", results["search"]["metrics"],
                 (f"{compare} (bge-small-en-v1.5, for comparison)" if compare else None) if tuned
                 else None if pretrained else reference(dataset, base))
+        if "fuse" in results:
+            c, fused = self.config.fuse, results["fuse"]
+            how = f"RRF (k={c.rrf_k:g})" if c.method == "rrf" else f"convex, {c.norm}"
+            dense_name = "fine-tuned" if "train" in results and "search" in results else "dense"
+            row(f"BM25 + {dense_name} · {how}, weights {c.weights[0]:g}:{c.weights[1]:g}", fused["metrics"], None)
         if "compress" in results:
             for c in results["compress"]["rows"]:
                 if c["name"].startswith(("pq", "opq", "ivf")):

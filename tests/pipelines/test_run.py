@@ -17,6 +17,10 @@ from tests.conftest import run_cli
     ({"index": {"factory": "Flat"}}, "stage [index] needs stage [encode]"),
     ({"encode": {"engine": "spark"}}, "[encode].engine must be 'ray' or 'local'"),
     ({"compress": {"variants": "flat"}, "encode": {}}, "[compress].variants must be"),
+    ({"fuse": {}, "encode": {}, "dense": {}}, "stage [fuse] needs [bm25] and a dense run"),
+    ({"fuse": {"weights": [1, "a"]}, "bm25": {}, "encode": {}, "dense": {}}, "[fuse].weights must be"),
+    ({"fuse": {"weights": [1.0]}, "bm25": {}, "encode": {}, "dense": {}}, "two numbers (BM25, dense)"),
+    ({"fuse": {"method": "borda"}, "bm25": {}, "encode": {}, "dense": {}}, "[fuse] method must be one of"),
 ])
 def test_bad_configs_are_rejected_naming_the_key(data, needle):
     with pytest.raises(ConfigError) as e:
@@ -27,7 +31,7 @@ def test_bad_configs_are_rejected_naming_the_key(data, needle):
 def test_shipped_configs_parse():
     for name in ("scifact", "quick"):
         cfg = load_config(f"configs/{name}.toml")
-        assert cfg.stages() == ["bm25", "encode", "dense", "mine", "train", "index", "search", "compress"]
+        assert cfg.stages() == ["bm25", "encode", "dense", "mine", "train", "index", "search", "fuse", "compress"]
 
 
 def test_cli_rejects_bad_config_before_running(tmp_path, capsys):
@@ -38,14 +42,16 @@ def test_cli_rejects_bad_config_before_running(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.java
 def test_run_caches_stages_and_redoes_only_what_changed(scifact_slice, tmp_path, capsys):
     out = tmp_path / "run"
-    base = (f'[run]\ndataset = "{scifact_slice}"\noutput = "{out}"\n[encode]\nengine = "local"\n'
-            '[search]\nk = 100\n[compress]\nvariants = ["flat", "sq8"]\nmemory_budget = "1GB"\n')
+    base = (f'[run]\ndataset = "{scifact_slice}"\noutput = "{out}"\n[bm25]\n[encode]\nengine = "local"\n'
+            '[search]\nk = 100\n[fuse]\nmethod = "rrf"\nweights = [1, 2]\n'
+            '[compress]\nvariants = ["flat", "sq8"]\nmemory_budget = "1GB"\n')
     cfg = tmp_path / "c.toml"
     cfg.write_text(base + '[index]\nfactory = "Flat"\n')
     plan = run_cli(capsys, "run", str(cfg), "--dry-run")
-    assert [p["cached"] for p in plan["plan"]] == [False] * 5
+    assert [p["cached"] for p in plan["plan"]] == [False] * 7
     assert plan["estimates"]["index_memory_bytes"] == plan["estimates"]["documents"] * 384 * 4
     first = run_cli(capsys, "run", str(cfg))
     assert not any(s["skipped"] for s in first["stages"].values())
@@ -55,13 +61,22 @@ def test_run_caches_stages_and_redoes_only_what_changed(scifact_slice, tmp_path,
     n_docs = sum(1 for _ in open(scifact_slice / "corpus.jsonl"))
     assert f"{n_docs} documents, 40 queries" in report.splitlines()[0]
     assert "Picked under the 1GB budget: **" in report
+    # [fuse]: BM25 and the search stage's run, by reciprocal ranks with weights 1 and 2
+    from retriever.data import read_run
+    from retriever.eval.fusion import rrf
+
+    fused = read_run(out / "fused.trec")
+    expect = rrf([read_run(out / "bm25.trec"), read_run(out / "dense.trec")], weights=[1, 2])
+    assert fused.keys() == expect.keys()
+    assert all(fused[q] == pytest.approx(expect[q], abs=1e-6) for q in expect)  # as written: 6 decimals
+    assert "| BM25 + dense · RRF (k=60), weights 1:2 |" in report
     again = run_cli(capsys, "run", str(cfg))
     assert all(s["skipped"] for s in again["stages"].values())
     assert again["metrics"] == first["metrics"]
     cfg.write_text(base + '[index]\nfactory = "SQ8"\n')
     changed = run_cli(capsys, "run", str(cfg))
     redone = {k for k, s in changed["stages"].items() if not s["skipped"]}
-    assert redone == {"index", "search"}
+    assert redone == {"index", "search", "fuse"}
 
 
 def test_run_with_mining_and_fine_tuning(toy_beir, tiny_model, tmp_path, capsys):
