@@ -98,7 +98,8 @@ def run_dense(dataset: str, split: str, output: str, encoder: EncoderConfig, k: 
     t2 = time.perf_counter()
     return _finish(prep, run, output, {"encode": t1 - t0, "search": t2 - t1},
                    {"method": "dense-flat-ip", "model": encoder.model,
-                    "embeddings": str(prep.embeddings_dir(encoder.model))}, remove_query, topics)
+                    "embeddings": str(prep.embeddings_dir(encoder.model)),
+                    "geometry": searcher.geometry(prep.dataset.queries, prep.dataset.qrels)}, remove_query, topics)
 
 
 def dense_searcher(prep: Prepared, encoder: EncoderConfig, encode=None):

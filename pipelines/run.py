@@ -202,11 +202,12 @@ class PipelineRun:
         from retriever.eval import DEFAULT_METRICS, drop_self_hits, evaluate
 
         prep = self.prep()
-        run = drop_self_hits(flat_searcher(self._embeddings(), self._encoder()).search(prep.dataset.queries,
-                                                                                      self.config.dense.k))
+        searcher = flat_searcher(self._embeddings(), self._encoder())
+        run = drop_self_hits(searcher.search(prep.dataset.queries, self.config.dense.k))
         write_run(run, self.dir / "dense-base.trec")
         return {"run_file": str(self.dir / "dense-base.trec"), "model": self._base_model(),
-                "metrics": evaluate(prep.dataset.qrels, run, DEFAULT_METRICS).to_dict()}
+                "metrics": evaluate(prep.dataset.qrels, run, DEFAULT_METRICS).to_dict(),
+                "geometry": searcher.geometry(prep.dataset.queries, prep.dataset.qrels)}
 
     def _stage_mine(self) -> dict:
         from pipelines.mine import MineJob, mine_pairs
@@ -369,6 +370,14 @@ class PipelineRun:
                 lines.append(f"| {e['step']} | " + " | ".join(str(v) for k, v in e.items()
                                                               if k not in ("step", "epoch")) + " |")
             lines += ["", "![loss curve](train/loss.png)"]
+        if results.get("dense", {}).get("geometry"):
+            g = results["dense"]["geometry"]
+            lines += ["", "## Embedding geometry", "",
+                      f"{base} on this split (Wang & Isola's measures, lower is better for both): alignment of the "
+                      f"judged pairs {g.get('alignment', '–')}, uniformity of the documents "
+                      f"{g.get('uniformity_docs', '–')} and of the queries {g.get('uniformity_queries', '–')}."
+                      + (" The fine-tuning table above has both on the held-out training queries, before (step 0) "
+                         "and after." if "train" in results else "")]
         if "mine" in results:
             lines += ["", "## Hard-negative mining", "", "| retriever | pairs | negatives | dropped: known positive "
                       "| dropped: near the positive (false-negative filter) |", "|---|---|---|---|---|"]

@@ -123,7 +123,11 @@ class TrainTask:
             top = np.argsort(-scores, axis=1)[:, :100]
             results = {q: {doc_ids[j]: float(scores[i, j]) for j in top[i]} for i, q in enumerate(qids)}
             res = evaluate(self.held_out, results, ["ndcg@10", "recall@100"])
-            return {k.replace("@", "_at_"): round(v, 5) for k, v in res.aggregate.items()}
+            out = {k.replace("@", "_at_"): round(v, 5) for k, v in res.aggregate.items()}
+            from retriever.eval.geometry import geometry
+
+            # alignment of the held-out judged pairs, uniformity of the documents searched and of the queries
+            return {**out, **geometry(xq, qids, xb, doc_ids, self.held_out, seed=self.job.config.seed)}
 
         return run
 

@@ -105,6 +105,16 @@ def test_run_with_mining_and_fine_tuning(toy_beir, tiny_model, tmp_path, capsys)
     assert (out / "train" / "loss.png").is_file() and "<table>" in (out / "report.html").read_text()
     _report_renders_with_its_loss_curve(out / "report.html", tmp_path / "report.png")
     assert first["metrics"]["search"] != first["metrics"]["dense"]  # the trained query tower changed rankings
+    # alignment and uniformity: of the base model on the split, and on the held-out queries before and after
+    import json
+
+    dense = json.loads((out / "stages" / "dense.json").read_text())["geometry"]
+    assert 0 <= dense["alignment"] <= 4 and -4 <= dense["uniformity_docs"] <= 0
+    evals = json.loads((out / "stages" / "train.json").read_text())["held_out_evals"]
+    assert evals[0]["step"] == 0 and {"alignment", "uniformity_docs", "uniformity_queries"} <= set(evals[-1])
+    assert evals[0]["alignment"] != evals[-1]["alignment"]  # training moved the queries
+    assert evals[0]["uniformity_docs"] == evals[-1]["uniformity_docs"]  # documents are frozen (tower = query)
+    assert "## Embedding geometry" in report and "| alignment | uniformity_docs | uniformity_queries |" in report
     assert all(s["skipped"] for s in run_cli(capsys, "run", str(cfg))["stages"].values())
     cfg.write_text(base + train_cfg + "lr = 5e-4\n")
     changed = run_cli(capsys, "run", str(cfg))
