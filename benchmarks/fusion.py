@@ -11,27 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from baselines import cli  # noqa: E402  (the CLI as a user runs it, timed)
+
 METHODS = {"rrf (k=60)": ["--method", "rrf"], "rrf (k=60), weights 1:2": ["--method", "rrf", "--weights", "1", "2"],
            "convex, min-max": ["--method", "convex", "--norm", "minmax"],
            "convex, min-max, weights 1:2": ["--method", "convex", "--norm", "minmax", "--weights", "1", "2"],
            "convex, z-score": ["--method", "convex", "--norm", "zscore"],
            "convex, z-score, weights 1:2": ["--method", "convex", "--norm", "zscore", "--weights", "1", "2"]}
 METRICS = "ndcg@10,mrr@10,recall@100,recall@1000"
-
-
-def cli(*args: str) -> dict:
-    t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "pipelines.cli", *args], check=True, stdout=subprocess.PIPE,
-                         text=True)
-    result = json.loads(out.stdout)
-    result["wall_s"] = round(time.perf_counter() - t0, 2)
-    return result
 
 
 def one(dataset: str, split: str, model: str, runs: Path) -> dict:
@@ -67,7 +59,6 @@ def main() -> None:
     runs.mkdir(parents=True, exist_ok=True)
     result = {"benchmark": "fusion", "weights": "fixed per row; the default is picked on the train splits",
               "results": [one(d, split, a.model, runs) for d in a.datasets.split(",") for split in a.splits.split(",")]}
-    sys.path.insert(0, str(HERE))
     from provenance import provenance
 
     result.update(provenance("fusion.py"))

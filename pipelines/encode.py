@@ -122,15 +122,9 @@ def encode_corpus(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, con
 
 
 def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+    from retriever.versions import package_versions
 
-    out = {}
-    for package in ("densepipe", "torch", "sentence-transformers", "transformers", "ray"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = None
-    return out
+    return package_versions(("densepipe", "torch", "sentence-transformers", "transformers", "ray"))
 
 
 def _write(out_dir: Path, index: int, ids: list[str], vectors: np.ndarray, meta: dict,

@@ -97,15 +97,9 @@ def export_root() -> Path:
 
 
 def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+    from retriever.versions import package_versions
 
-    out = {}
-    for package in ("torch", "transformers", "onnx", "onnxruntime", "openvino"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = None
-    return out
+    return package_versions(("torch", "transformers", "onnx", "onnxruntime", "openvino"))
 
 
 def export_key(source_hash: str, module_path: str, quantize: str) -> str:
