@@ -54,7 +54,9 @@ def check_backend(backend: str, quantize: str, model_dtype: str, device: str | N
         raise ConfigError(f"encoder quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}.")
     if model_dtype not in MODEL_DTYPES:
         raise ConfigError(f"encoder model_dtype must be one of {', '.join(MODEL_DTYPES)}, got {model_dtype!r}.")
+    # device None: not known yet (cuda when available); the device-dependent checks run again at load time
     on_gpu = bool(device) and str(device).startswith("cuda")
+    on_cpu = bool(device) and str(device).startswith("cpu")
     if backend != "torch" and on_gpu:
         raise ConfigError(f"backend {backend!r} runs on the CPU here; on a GPU use backend='torch' with "
                           "model_dtype='float16' or 'bfloat16'.")
@@ -68,7 +70,7 @@ def check_backend(backend: str, quantize: str, model_dtype: str, device: str | N
     if backend == "onnx" and model_dtype != "float32":
         raise ConfigError(f"backend 'onnx' runs float32 on the CPU (ONNX Runtime has no fast {model_dtype} CPU "
                           "kernels); use backend='openvino' or 'torch' for bfloat16 / float16.")
-    if backend == "torch" and model_dtype == "float16" and not on_gpu:
+    if backend == "torch" and model_dtype == "float16" and on_cpu:
         raise ConfigError("model_dtype='float16' with the torch backend is for GPUs (CPU float16 matmuls are slow "
                           "or missing); on a CPU use 'bfloat16'.")
 

@@ -23,7 +23,7 @@ class EncoderConfig:
     device: str | None = None  # None: cuda when available, else cpu
     title_sep: str = " "  # BEIR's and MTEB's convention for "title text"
     dtype: str = "float32"  # of the stored vectors: float32 or float16
-    threads: int | None = None  # intra-op threads on CPU (torch, ONNX Runtime, OpenVINO); None: the library's default
+    threads: int | None = None  # CPU intra-op threads (torch, ONNX Runtime, OpenVINO); None: the library's default
     backend: str = "torch"  # torch | onnx | openvino (retriever.encoders.backends)
     quantize: str = "none"  # none | int8 (onnx only)
     model_dtype: str = "float32"  # the model's compute type: float32 | bfloat16 | float16 (GPU), not the vectors'
@@ -156,10 +156,10 @@ class BiEncoder:
             return np.ascontiguousarray(vectors, dtype=np.float32)
         # sentence-transformers orders a call's texts by characters; ordering by tokens (after truncation) packs
         # batches tighter, so each batch is encoded by a call of its own, then the order is restored
-        order = np.argsort(-self._token_lengths(texts), kind="stable")
-        out = None
         from tqdm.auto import tqdm
 
+        order = np.argsort(-self._token_lengths(texts), kind="stable")
+        out = None
         for start in tqdm(range(0, len(texts), size), desc="batches", disable=not show_progress):
             rows = order[start:start + size]
             part = fn([texts[i] for i in rows], batch_size=size, convert_to_numpy=True,

@@ -105,6 +105,13 @@ def test_token_buckets_restore_the_order():
     assert np.allclose(by_tokens, by_chars, atol=1e-5)
 
 
+def test_float16_on_an_unknown_device_is_checked_when_the_model_is_on_the_cpu():
+    EncoderConfig(model_dtype="float16")  # device None: a GPU machine would put the model on cuda
+    if not __import__("torch").cuda.is_available():
+        with pytest.raises(ConfigError, match="for GPUs"):
+            BiEncoder(EncoderConfig(model_dtype="float16"))
+
+
 def test_a_missing_backend_package_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
     with pytest.raises(ConfigError, match=r"pip install 'densepipe\[openvino\]'"):
@@ -115,7 +122,7 @@ def test_a_missing_backend_package_names_the_extra(monkeypatch):
     ({"backend": "openvino", "quantize": "int8"}, "offered with backend='onnx'"),
     ({"backend": "torch", "quantize": "int8"}, "per\ntensor|per tensor"),
     ({"backend": "onnx", "model_dtype": "bfloat16"}, "runs float32 on the CPU"),
-    ({"backend": "torch", "model_dtype": "float16"}, "for GPUs"),
+    ({"backend": "torch", "model_dtype": "float16", "device": "cpu"}, "for GPUs"),
     ({"backend": "onnx", "device": "cuda"}, "runs on the CPU here"),
     ({"backend": "tensorrt"}, "must be one of"),
 ])
