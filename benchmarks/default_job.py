@@ -24,7 +24,7 @@ def read_run(folder: Path) -> dict:
     stages = {}
     for path in sorted((folder / "stages").glob("*.json")):
         record = json.loads(path.read_text())
-        stages[path.stem] = {k: record[k] for k in ("seconds", "metrics", "key") if k in record}
+        stages[path.stem] = {k: record[k] for k in ("seconds", "metrics", "key", "geometry") if k in record}
         if "rows" in record:  # the compression sweep
             stages[path.stem]["rows"] = record["rows"]
         if "picked" in record:
