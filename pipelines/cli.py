@@ -466,10 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fuse", help="fuse runs (BM25 + dense): reciprocal-rank fusion or a normalised convex "
                        "combination; evaluated against --qrels when given")
     p.add_argument("--runs", nargs="+", required=True, help="two or more TREC run files")
-    p.add_argument("--method", choices=("rrf", "convex"), default="rrf")
+    p.add_argument("--method", choices=("rrf", "convex"), default="convex",
+                   help="default: convex with z-scores, the [fuse] stage's (picked on SciFact's train queries)")
     p.add_argument("--weights", nargs="+", type=float, default=None, help="one per run (default: all 1)")
     p.add_argument("--rrf-k", type=float, default=60.0, help="RRF's constant (Cormack et al.: 60)")
-    p.add_argument("--norm", choices=("minmax", "zscore", "none"), default="minmax", help="convex: per-query "
+    p.add_argument("--norm", choices=("minmax", "zscore", "none"), default="zscore", help="convex: per-query "
                    "normalisation of each run's scores")
     p.add_argument("--depth", type=int, default=1000, help="hits fused from each run, and kept")
     p.add_argument("--output", required=True, help="the fused TREC run")

@@ -97,8 +97,9 @@ def convex(runs: Sequence[Run], weights: Sequence[float] | None = None, norm: st
     return out
 
 
-def fuse(runs: Sequence[Run], method: str = "rrf", weights: Sequence[float] | None = None, rrf_k: float = 60.0,
-         norm: str = "minmax", depth: int = 1000) -> Run:
+def fuse(runs: Sequence[Run], method: str = "convex", weights: Sequence[float] | None = None, rrf_k: float = 60.0,
+         norm: str = "zscore", depth: int = 1000) -> Run:
+    """``method`` "rrf" or "convex"; the defaults are the [fuse] stage's (z-scored convex, equal weights)."""
     if method == "rrf":
         return rrf(runs, rrf_k, weights, depth)
     if method == "convex":

@@ -66,8 +66,12 @@ def test_fuse_cli_on_two_runs(tmp_path, capsys):
     write_run(A, tmp_path / "a.trec")
     write_run(B, tmp_path / "b.trec")
     out = run_cli(capsys, "fuse", "--runs", str(tmp_path / "a.trec"), str(tmp_path / "b.trec"), "--output",
-                  str(tmp_path / "f.trec"), "--qrels", str(qrels), "--metrics", "ndcg@10,recall@2")
+                  str(tmp_path / "f.trec"), "--qrels", str(qrels), "--metrics", "ndcg@10,recall@2", "--method", "rrf")
     from retriever.data import read_run
 
     assert read_run(tmp_path / "f.trec")["q1"] == pytest.approx(rrf([A, B])["q1"], rel=1e-4)  # as written
     assert out["fused"]["recall@2"] == 0.5 and out["inputs"][1]["recall@2"] == 1.0
+    # the default is the [fuse] stage's: convex over z-scores, equal weights
+    run_cli(capsys, "fuse", "--runs", str(tmp_path / "a.trec"), str(tmp_path / "b.trec"), "--output",
+            str(tmp_path / "z.trec"))
+    assert read_run(tmp_path / "z.trec")["q1"] == pytest.approx(convex([A, B], norm="zscore")["q1"], abs=1e-6)
