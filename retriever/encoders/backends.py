@@ -63,8 +63,8 @@ def check_backend(backend: str, quantize: str, model_dtype: str, device: str | N
     if quantize == "int8" and backend != "onnx":
         raise ConfigError(f"quantize='int8' is offered with backend='onnx' (ONNX Runtime's dynamic int8); "
                           f"{backend!r} has none that keeps accuracy here: torch's dynamic int8 quantises per "
-                          "tensor (cosine to float32 as low as 0.88 on SciFact documents), and OpenVINO runs the "
-                          "dynamically quantised graph slower than its float32 one. Use --backend onnx.")
+                          "tensor and moves vectors far more, and OpenVINO runs the dynamically quantised graph "
+                          "slower than its float32 one. Use --backend onnx.")
     if quantize == "int8" and model_dtype != "float32":
         raise ConfigError("quantize='int8' quantises a float32 graph; leave model_dtype at float32.")
     if backend == "onnx" and model_dtype != "float32":
