@@ -170,8 +170,7 @@ def cmd_dense(a) -> tuple[int, dict]:
 def cmd_fuse(a) -> tuple[int, dict]:
     from retriever.data import read_qrels, read_run, write_run
     from retriever.data.validation import read_checked
-    from retriever.eval import evaluate, paired_test
-    from retriever.eval.fusion import fuse
+    from retriever.eval.fusion import compare_fused, fuse
 
     runs = [read_checked(read_run, path) for path in a.runs]
     fused = fuse(runs, a.method, a.weights, a.rrf_k, a.norm, a.depth)
@@ -180,16 +179,9 @@ def cmd_fuse(a) -> tuple[int, dict]:
            "queries": len(fused), **({"rrf_k": a.rrf_k} if a.method == "rrf" else {"norm": a.norm})}
     if a.qrels:
         metrics = [m.strip() for m in a.metrics.split(",") if m.strip()]
-        qrels = read_checked(read_qrels, a.qrels)
-        res = evaluate(qrels, fused, metrics, relevance_level=a.relevance_level)
-        out["fused"] = res.to_dict()
-        out["inputs"] = []
-        for path, run in zip(a.runs, runs):
-            other = evaluate(qrels, run, metrics, relevance_level=a.relevance_level)
-            row = {"run": path, **other.to_dict()}
-            if len(set(res.per_query) & set(other.per_query)) >= 2:  # a paired test needs two queries
-                row["fused_vs_this"] = paired_test(res.per_query, other.per_query, metrics[0]).to_dict()
-            out["inputs"].append(row)
+        compared = compare_fused(fused, runs, read_checked(read_qrels, a.qrels), metrics, a.relevance_level)
+        out["fused"] = compared["fused"]
+        out["inputs"] = [{"run": path, **row} for path, row in zip(a.runs, compared["inputs"])]
     return 0, out
 
 

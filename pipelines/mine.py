@@ -123,7 +123,8 @@ def mine_pairs(job: MineJob) -> dict:
     warnings = mining_warnings(report, job.config)
     for w in warnings:
         log.warning("densepipe: warning: mine (%s): %s", job.retriever, w)
-    return {"output": job.output, **({"warnings": warnings} if warnings else {}), "retriever": job.retriever, "examples": len(examples), "shards": len(shards),
+    return {"output": job.output, **({"warnings": warnings} if warnings else {}), "retriever": job.retriever,
+            "examples": len(examples), "shards": len(shards),
             "engine": job.engine, "seconds": round(time.perf_counter() - t0, 1), "report": report.to_dict(),
             **({"nodes": nodes} if nodes else {})}
 

@@ -272,20 +272,19 @@ class PipelineRun:
 
     def _stage_fuse(self) -> dict:
         from retriever.data import read_run, write_run
-        from retriever.eval import DEFAULT_METRICS, evaluate, paired_test
-        from retriever.eval.fusion import fuse
+        from retriever.eval import DEFAULT_METRICS
+        from retriever.eval.fusion import compare_fused, fuse
 
         c = self.config.fuse
         dense = self.dir / ("dense.trec" if "search" in self.config.stages() else "dense-base.trec")
         runs = [read_run(self.dir / "bm25.trec"), read_run(dense)]
         fused = fuse(runs, c.method, c.weights, c.rrf_k, c.norm, c.depth)
         write_run(fused, self.dir / "fused.trec", tag=f"densepipe-{c.method}")
-        qrels = self.prep().dataset.qrels
-        result = evaluate(qrels, fused, DEFAULT_METRICS)
-        tests = {name: paired_test(result.per_query, evaluate(qrels, run, DEFAULT_METRICS).per_query,
-                                   "ndcg@10").to_dict() for name, run in zip(("bm25", "dense"), runs)}
+        compared = compare_fused(fused, runs, self.prep().dataset.qrels, DEFAULT_METRICS)  # tests on ndcg@10
+        tests = {name: row["fused_vs_this"] for name, row in zip(("bm25", "dense"), compared["inputs"])
+                 if "fused_vs_this" in row}
         return {"run_file": str(self.dir / "fused.trec"), "inputs": ["bm25.trec", dense.name],
-                "metrics": result.to_dict(), "fused_vs": tests}
+                "metrics": compared["fused"], "fused_vs": tests}
 
     def _stage_compress(self) -> dict:
         from pipelines.compress import compress_prepared

@@ -39,26 +39,19 @@ class DenseSearcher:
     def geometry(self, queries: Queries, qrels: dict, sample: int = 4096, seed: int = 0) -> dict:
         """Alignment over the judged (query, document) pairs and uniformity of a seeded sample of the corpus's
         vectors and of the queries (``retriever.eval.geometry``): what the model did to the space."""
-        from retriever.eval.geometry import alignment, positive_pairs, uniformity
+        from retriever.eval.geometry import geometry
 
         if self._position is None:
             self._position = {d: i for i, d in enumerate(self.ids)}
         qids = sorted(q for q in qrels if q in queries)
-        out: dict = {}
         if not qids:
-            return out
+            return {}
         xq = self.encoder.encode_queries([queries[q] for q in qids])
         judged = sorted({d for q in qids for d, g in qrels[q].items() if g > 0 and d in self._position})
-        rows, cols = positive_pairs(qids, judged, qrels)
-        if len(rows):
-            xd = np.stack([self.index.reconstruct(self._position[d]) for d in judged])
-            out["alignment"] = round(alignment(xq[rows], xd[cols]), 4)
+        xd = np.stack([self.index.reconstruct(self._position[d]) for d in judged]) if judged else xq[:0]
         picked = np.random.default_rng(seed).choice(len(self.ids), size=min(sample, len(self.ids)), replace=False)
-        if len(picked) > 1:
-            out["uniformity_docs"] = round(uniformity(np.stack([self.index.reconstruct(int(i)) for i in picked])), 4)
-        if len(qids) > 1:
-            out["uniformity_queries"] = round(uniformity(xq, max_vectors=sample, seed=seed), 4)
-        return out
+        corpus = np.stack([self.index.reconstruct(int(i)) for i in picked])
+        return geometry(xq, qids, xd, judged, qrels, max_vectors=sample, seed=seed, corpus_sample=corpus)
 
     def search_vectors(self, qids: list[str], xq: np.ndarray, k: int) -> Run:
         D, I = self.index.search(xq, k)

@@ -167,8 +167,7 @@ def _write_shards(path: Path, out: Path, docs_per_shard: int, max_docs: int | No
     shards: list[dict] = []
     written = 0
     pending: list[Document] = []
-    pending_lines: list[int] = []
-    pending_ids: dict[str, int] = {}
+    pending_ids: dict[str, int] = {}  # id -> line, for the documents of the shard being filled
     bar = tqdm(desc=f"prepare {path.name}", unit="doc", disable=not progress, mininterval=2.0)
 
     shard_ids: dict[str, set[str]] = {}  # the last shard whose ids were read back
@@ -187,7 +186,8 @@ def _write_shards(path: Path, out: Path, docs_per_shard: int, max_docs: int | No
             return
         first_seen = seen.lookup(SeenIds.hashes([d.id for d in pending]))
         keep, lines = [], []
-        for doc, line, first in zip(pending, pending_lines, first_seen):
+        for doc, first in zip(pending, first_seen):
+            line = pending_ids[doc.id]
             if first and is_written(doc.id, int(first)):
                 flag_duplicate(report, str(path), line, doc.id, int(first))
                 continue
@@ -207,7 +207,6 @@ def _write_shards(path: Path, out: Path, docs_per_shard: int, max_docs: int | No
             written += len(keep)
             bar.update(len(keep))
         pending.clear()
-        pending_lines.clear()
         pending_ids.clear()
 
     for lineno, doc in iter_documents(path, report):
@@ -216,7 +215,6 @@ def _write_shards(path: Path, out: Path, docs_per_shard: int, max_docs: int | No
             continue
         pending_ids[doc.id] = lineno
         pending.append(doc)
-        pending_lines.append(lineno)
         if len(pending) >= docs_per_shard or written + len(pending) >= limit:
             flush()
             if written >= limit:

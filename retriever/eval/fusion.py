@@ -105,3 +105,20 @@ def fuse(runs: Sequence[Run], method: str = "convex", weights: Sequence[float] |
     if method == "convex":
         return convex(runs, weights, norm, depth)
     raise ConfigError(f"fusion method must be one of {', '.join(METHODS)}, got {method!r}.")
+
+
+def compare_fused(fused: Run, inputs: Sequence[Run], qrels, metrics: Sequence[str], relevance_level: int = 1) -> dict:
+    """The fused run's metrics, each input's, and a paired test (on the first metric) of the fused run against
+    each input that shares at least two scored queries with it."""
+    from retriever.eval.metrics import evaluate
+    from retriever.eval.significance import paired_test
+
+    result = evaluate(qrels, fused, metrics, relevance_level=relevance_level)
+    rows = []
+    for run in inputs:
+        other = evaluate(qrels, run, metrics, relevance_level=relevance_level)
+        row = other.to_dict()
+        if len(set(result.per_query) & set(other.per_query)) >= 2:  # a paired test needs two queries
+            row["fused_vs_this"] = paired_test(result.per_query, other.per_query, metrics[0]).to_dict()
+        rows.append(row)
+    return {"fused": result.to_dict(), "inputs": rows}

@@ -54,10 +54,14 @@ def positive_pairs(qids: list[str], doc_ids: list[str], qrels: dict) -> tuple[np
 
 
 def geometry(xq: np.ndarray, qids: list[str], xd: np.ndarray, doc_ids: list[str], qrels: dict,
-             max_vectors: int = 4096, seed: int = 0) -> dict:
-    """Alignment over the judged pairs, uniformity of the documents and of the queries."""
+             max_vectors: int = 4096, seed: int = 0, corpus_sample: np.ndarray | None = None) -> dict:
+    """Alignment over the judged pairs among ``doc_ids``, uniformity of the documents (of ``corpus_sample`` when
+    given: ``xd`` may hold only the judged ones) and of the queries."""
     rows, cols = positive_pairs(qids, doc_ids, qrels)
-    out = {"uniformity_docs": round(uniformity(xd, max_vectors=max_vectors, seed=seed), 4)}
+    xu = xd if corpus_sample is None else corpus_sample
+    out = {}
+    if len(xu) > 1:
+        out["uniformity_docs"] = round(uniformity(xu, max_vectors=max_vectors, seed=seed), 4)
     if len(qids) > 1:
         out["uniformity_queries"] = round(uniformity(xq, max_vectors=max_vectors, seed=seed), 4)
     if len(rows):
