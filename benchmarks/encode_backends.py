@@ -88,8 +88,8 @@ def run_plain(prep, batch_size: int) -> dict:
 
 
 def run_local(prep, settings: dict, batch_size: int) -> dict:
-    """densepipe's encoder in this process, the whole corpus in one call per shard (as the local engine does)."""
-    from pipelines.encode import EncodeBatch
+    """densepipe's encoder in this process, over the same length-ordered chunks as the local engine and Ray."""
+    from pipelines.encode import EncodeBatch, chunk_plan
     from retriever.data.parquet import iter_corpus_shards
     from retriever.encoders import EncoderConfig
     from retriever.memory import peak_rss_mb
@@ -101,13 +101,15 @@ def run_local(prep, settings: dict, batch_size: int) -> dict:
     fn = EncodeBatch(config)
     load = time.perf_counter() - t0
     ids, parts, seconds = [], [], 0.0
-    for _, docs in iter_corpus_shards(prep.corpus_dir):
-        batch = {k: np.array([getattr(d, k) for d in docs], dtype=object) for k in ("id", "title", "text")}
-        t = time.perf_counter()
-        out = fn(batch)
-        seconds += time.perf_counter() - t
-        ids += out["id"].tolist()
-        parts.append(out["vector"])
+    for shard, docs in iter_corpus_shards(prep.corpus_dir):
+        for rows in chunk_plan(Path(prep.corpus_dir) / shard["file"], 1024):
+            chunk = [docs[r] for r in rows]
+            batch = {k: np.array([getattr(d, k) for d in chunk], dtype=object) for k in ("id", "title", "text")}
+            t = time.perf_counter()
+            out = fn(batch)
+            seconds += time.perf_counter() - t
+            ids += out["id"].tolist()
+            parts.append(out["vector"])
     xb = np.concatenate(parts)
     res = {"docs": len(ids), "load_s": round(load, 2), "encode_s": round(seconds, 2),
            "docs_per_s": round(len(ids) / seconds, 2),

@@ -3,11 +3,13 @@
 The work itself is ``EncodeBatch``, a plain callable class (model loaded once in ``__init__``, one batch mapped
 in ``__call__``), so it runs and is tested without Ray. On Ray, ``num_workers`` actors (each asking for
 ``cpus_per_worker`` CPUs, default 1, and a GPU when the cluster has them; checked against the nodes first) load
-the model once and encode row ranges ("chunks") of the corpus shards, which they read themselves by URI: from
+the model once and encode chunks of the corpus shards, which they read themselves by URI: from
 the run's storage (``storage``: a local folder or an object-store URI) or, without one, from this machine's disk
 (one machine, or a shared filesystem). Chunks are handed out shard by shard as workers free up, and the driver
 writes each shard atomically the moment its last chunk is back, so Ctrl-C or a killed driver keeps every finished
-shard and a rerun encodes only the rest. Shards are the unit of resumption: finished shards (their manifest
+shard and a rerun encodes only the rest. A chunk is a set of rows of one shard of similar length: each shard's rows
+are ordered by text length once (``chunk_plan``), so every chunk pads little, on either engine, and both engines
+encode the same chunks (the same vectors, even with int8's per-batch scales). Shards are the unit of resumption: finished shards (their manifest
 matches model, data and settings) are skipped; output never depends on Ray's scheduling, and a retried chunk
 cannot duplicate a row.
 """
@@ -44,7 +46,7 @@ class EncodeConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     engine: str = "ray"  # "ray" (Ray Data actors) or "local" (this process)
     num_workers: int = 1  # Ray actors; each loads the model once
-    rows_per_ray_batch: int = 1024  # a chunk: sorted by length inside (less padding), cut into encoder batches
+    rows_per_ray_batch: int = 1024  # a chunk: rows of one shard of similar length, cut into encoder batches
     ray: RayEnv = RayEnv()  # the cluster: address, storage (where workers read the shards), per-worker request
 
     def __post_init__(self) -> None:
@@ -133,40 +135,55 @@ def _write(out_dir: Path, index: int, ids: list[str], vectors: np.ndarray, meta:
     write_embedding_shard(out_dir, index, ids, vectors, {**meta, **extra})
 
 
+def chunk_plan(shard_file: str | os.PathLike, step: int) -> list[np.ndarray]:
+    """A shard's rows, longest text first, cut into chunks of ``step``: each chunk holds texts of similar length
+    (the encoder orders each chunk by token length again), so padding stays low across the whole shard rather
+    than within each run of ``step`` consecutive rows. Reads the title and text columns' lengths only."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(shard_file, columns=["title", "text"])
+    lengths = np.zeros(table.num_rows, dtype=np.int64)
+    for name in ("title", "text"):
+        lengths += pc.fill_null(pc.utf8_length(table.column(name)), 0).to_numpy().astype(np.int64)
+    order = np.argsort(-lengths, kind="stable").astype(np.int64)
+    return [order[a:a + step] for a in range(0, len(order), step)]
+
+
 def _encode_local(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file) -> None:
     fn = EncodeBatch(config.encoder, fail_once_file)
     shards = dict(pending)
     for index, (shard, docs) in enumerate(iter_corpus_shards(corpus_dir)):
         if index not in shards:
             continue
-        ids, parts = [], []
-        step = config.rows_per_ray_batch
-        for start in range(0, len(docs), step):
-            chunk = docs[start:start + step]
+        vectors = None
+        for rows in chunk_plan(Path(corpus_dir) / shard["file"], config.rows_per_ray_batch):
+            chunk = [docs[r] for r in rows]
             out = fn({"id": np.array([d.id for d in chunk], dtype=object),
                       "title": np.array([d.title for d in chunk], dtype=object),
                       "text": np.array([d.text for d in chunk], dtype=object)})
-            ids.extend(out["id"].tolist())
-            parts.append(out["vector"])
+            if vectors is None:
+                vectors = np.empty((len(docs), out["vector"].shape[1]), dtype=out["vector"].dtype)
+            vectors[rows] = out["vector"]
             bar.update(len(chunk))
-        _write(out_dir, index, ids, np.concatenate(parts), metas[shard["file"]], config.encoder)
+        _write(out_dir, index, [d.id for d in docs], vectors, metas[shard["file"]], config.encoder)
 
 
 class EncodeChunks:
-    """A Ray actor's body: reads corpus shards by URI (one kept open) and encodes row ranges of them."""
+    """A Ray actor's body: reads corpus shards by URI (one kept open) and encodes chunks (row numbers) of them."""
 
     def __init__(self, encoder: EncoderConfig, fail_once_file: str | None = None):
         self.fn = EncodeBatch(encoder, fail_once_file)
         self._uri, self._table = None, None
 
-    def __call__(self, uri: str, start: int, stop: int) -> dict:
+    def __call__(self, uri: str, rows: np.ndarray) -> dict:
         from pipelines.runtime import node_id
         from retriever.data.parquet import read_parquet_uri
 
         if uri != self._uri:
             self._uri, self._table = uri, read_parquet_uri(uri, ["id", "title", "text"])
-        rows = self._table.slice(start, stop - start)
-        out = self.fn({k: np.asarray(rows.column(k).to_pylist(), dtype=object) for k in ("id", "title", "text")})
+        chunk = self._table.take(rows)
+        out = self.fn({k: np.asarray(chunk.column(k).to_pylist(), dtype=object) for k in ("id", "title", "text")})
         from retriever.memory import peak_rss_mb
 
         return {"id": out["id"].tolist(), "vector": out["vector"], "node": node_id(), "peak_rss_mb": peak_rss_mb()}
@@ -186,6 +203,12 @@ def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file
         from dataclasses import replace
 
         encoder_cfg = replace(encoder_cfg, threads=max(1, int(request["CPU"])))  # no more threads than its CPUs
+    step = config.rows_per_ray_batch
+    n_chunks = sum(-(-s["count"] // step) for _, s in pending)
+    Actor = ray.remote(num_cpus=request["CPU"], num_gpus=request["GPU"], max_restarts=-1,
+                       max_task_retries=-1)(EncodeChunks)
+    # started first: their processes start and load the model while this driver publishes and plans the shards
+    actors = [Actor.remote(encoder_cfg, fail_once_file) for _ in range(min(config.num_workers, n_chunks))]
     storage = open_storage(env.storage)
     if storage is not None:
         data_hash = read_manifest(corpus_dir)["data_hash"]
@@ -194,22 +217,18 @@ def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file
         uris = {i: storage.uri(f"{key}/{s['file']}") for i, s in pending}
     else:
         uris = {i: str((Path(corpus_dir) / s["file"]).resolve()) for i, s in pending}
-    step = config.rows_per_ray_batch
-    chunks = [(i, a, min(a + step, s["count"])) for i, s in pending for a in range(0, s["count"], step)]
-    Actor = ray.remote(num_cpus=request["CPU"], num_gpus=request["GPU"], max_restarts=-1,
-                       max_task_retries=-1)(EncodeChunks)
-    actors = [Actor.remote(encoder_cfg, fail_once_file) for _ in range(min(config.num_workers, len(chunks)))]
+    # planned a shard at a time, as the work reaches it: the driver holds one shard's row order, not the corpus's
+    todo = ((i, rows) for i, s in pending for rows in chunk_plan(Path(corpus_dir) / s["file"], step))
     shards = dict(pending)
-    parts: dict[int, dict[int, dict]] = {i: {} for i, _ in pending}
+    parts: dict[int, list] = {i: [] for i, _ in pending}
     nodes: set[str] = set()
     peak_rss = 0.0
     inflight: dict = {}
-    todo = list(reversed(chunks))
 
     def submit(actor) -> None:
-        if todo:
-            chunk = todo.pop()
-            inflight[actor.__call__.remote(uris[chunk[0]], chunk[1], chunk[2])] = (actor, chunk)
+        chunk = next(todo, None)
+        if chunk is not None:
+            inflight[actor.__call__.remote(uris[chunk[0]], chunk[1])] = (actor, chunk)
 
     try:
         for actor in actors:  # two chunks each in flight: a worker never waits for the driver
@@ -219,19 +238,24 @@ def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=env.stall_timeout)
             if not ready:
                 raise ClusterError(f"encode: no chunk finished in {env.stall_timeout:g} s ({len(inflight)} in "
-                                   f"flight, {len(todo)} waiting); the workers may be waiting for resources "
+                                   f"flight); the workers may be waiting for resources "
                                    f"({request} each) — see `ray status`, or raise stall_timeout for slow models.")
-            actor, (index, a, b) = inflight.pop(ready[0])
+            actor, (index, rows) = inflight.pop(ready[0])
             out = ray.get(ready[0])
             submit(actor)
             nodes.add(out["node"])
             peak_rss = max(peak_rss, out["peak_rss_mb"])
-            parts[index][a] = out
-            bar.update(b - a)
-            if sum(len(p["id"]) for p in parts[index].values()) == shards[index]["count"]:
-                got = [parts[index][k] for k in sorted(parts[index])]
-                _write(out_dir, index, [d for p in got for d in p["id"]], np.concatenate([p["vector"] for p in got]),
-                       metas[shards[index]["file"]], encoder_cfg)
+            parts[index].append((rows, out))
+            bar.update(len(rows))
+            if sum(len(r) for r, _ in parts[index]) == shards[index]["count"]:
+                count = shards[index]["count"]
+                ids = np.empty(count, dtype=object)
+                vectors = np.empty((count, parts[index][0][1]["vector"].shape[1]),
+                                   dtype=parts[index][0][1]["vector"].dtype)
+                for r, got in parts[index]:
+                    ids[r] = got["id"]
+                    vectors[r] = got["vector"]
+                _write(out_dir, index, ids.tolist(), vectors, metas[shards[index]["file"]], encoder_cfg)
                 del parts[index]
     finally:
         for actor in actors:

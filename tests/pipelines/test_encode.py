@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.encode import EncodeBatch, EncodeConfig, encode_corpus
+from pipelines.encode import EncodeBatch, EncodeConfig, chunk_plan, encode_corpus
 from pipelines.workspace import prepare
 from retriever.data.embeddings import read_embeddings
 from retriever.encoders import BiEncoder, EncoderConfig
@@ -96,6 +96,27 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(scifact_slice, tmp_path
     ids_b, xb = _emb(tmp_path / "clean")
     assert ids_a == ids_b and len(set(ids_a)) == 120
     assert np.allclose(xa, xb, atol=1e-6)
+
+
+def test_chunks_group_rows_by_length_and_vectors_return_to_shard_order(scifact_slice, tmp_path):
+    """Each shard's rows are cut, longest first, into chunks of similar length; every row is in exactly one, and
+    the shard is written in its own row order with each document's own vector."""
+    from retriever.data.parquet import iter_corpus_shards
+
+    prep = prepare(str(scifact_slice), docs_per_shard=50, max_docs=90)
+    shard, docs = next(iter_corpus_shards(prep.corpus_dir))
+    plan = chunk_plan(Path(prep.corpus_dir) / shard["file"], 16)
+    assert [len(c) for c in plan] == [16, 16, 16, 2]
+    rows = np.concatenate(plan)
+    assert sorted(rows.tolist()) == list(range(50))
+    lengths = [len(docs[r].title) + len(docs[r].text) for r in rows]
+    assert lengths == sorted(lengths, reverse=True) and rows.tolist() != list(range(50))
+    encode_corpus(prep.corpus_dir, tmp_path / "emb", EncodeConfig(EncoderConfig(), engine="local",
+                                                                   rows_per_ray_batch=16), progress=False)
+    ids, x = _emb(tmp_path / "emb")
+    assert ids == [d.id for _, shard_docs in iter_corpus_shards(prep.corpus_dir) for d in shard_docs]
+    direct = BiEncoder(EncoderConfig()).encode_documents(docs[:5])
+    assert np.allclose(x[:5], direct, atol=1e-5)
 
 
 @pytest.mark.ray
