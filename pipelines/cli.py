@@ -332,7 +332,11 @@ def cmd_train(a) -> tuple[int, dict]:
                       tau_plus=a.tau_plus, symmetric=a.symmetric, tower=a.tower,
                       negatives=a.negatives if a.negatives is not None else (TrainConfig.negatives if a.pairs else 0),
                       max_seq_length=a.max_seq_length or None, grad_cache_chunk=a.grad_cache_chunk,
-                      checkpoint_every=a.checkpoint_every, max_steps=a.max_steps, seed=a.seed)
+                      checkpoint_every=a.checkpoint_every, max_steps=a.max_steps, seed=a.seed,
+                      learn_temperature=a.learn_temperature, max_positives=a.max_positives,
+                      graded_gain=a.graded_gain, queue_size=a.queue_size, queue_momentum=a.queue_momentum,
+                      queue_margin=a.queue_margin, mix_negatives=a.mix_negatives, mix_query=a.mix_query,
+                      mix_pool=a.mix_pool, batching=a.batching)
     job = TrainJob(a.dataset, a.output, a.model, a.split, tuple(a.pairs), a.held_out, config=cfg, engine=a.engine,
                    num_workers=a.num_workers, ray=_ray_env(a), max_docs=a.max_docs)
     info = run_training(job)
@@ -551,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=mining.seed)
     p.set_defaults(func=cmd_mine)
 
-    p = sub.add_parser("train", help="contrastive fine-tuning (InfoNCE, in-batch + mined hard negatives) on Ray "
+    p = sub.add_parser("train", help="contrastive fine-tuning (in-batch + mined hard negatives) on Ray "
                        "Train; saves a sentence-transformers folder")
     _add_dataset(p, split="train")
     _add_ray(p)
@@ -562,8 +566,29 @@ def build_parser() -> argparse.ArgumentParser:
     from retriever.training import TrainConfig
 
     _add_loop(p, TrainConfig)
-    p.add_argument("--loss", choices=("infonce", "debiased"), default="infonce")
-    p.add_argument("--tau-plus", type=float, default=0.1, help="class prior of the debiased loss")
+    from retriever.training.contrastive import LOSSES
+
+    p.add_argument("--loss", choices=LOSSES, default=TrainConfig.loss,
+                   help="infonce; debiased (Chuang 2020); dcl: decoupled (Yeh 2022); supcon: every judged positive "
+                   "in the numerator (Khosla 2020); graded: qrels grades as soft targets")
+    p.add_argument("--tau-plus", type=float, default=TrainConfig.tau_plus, help="class prior of the debiased loss")
+    p.add_argument("--learn-temperature", action="store_true", help="learn the temperature, from --temperature")
+    p.add_argument("--max-positives", type=int, default=TrainConfig.max_positives,
+                   help="supcon/graded: other judged positives of a query added to its batch, at most")
+    p.add_argument("--graded-gain", choices=("exponential", "linear"), default=TrainConfig.graded_gain)
+    p.add_argument("--queue-size", type=int, default=TrainConfig.queue_size,
+                   help="MoCo: earlier batches' documents as extra negatives (0: none)")
+    p.add_argument("--queue-momentum", type=float, default=TrainConfig.queue_momentum,
+                   help="--tower both: momentum of the encoder that fills the queue")
+    p.add_argument("--queue-margin", type=float, default=TrainConfig.queue_margin,
+                   help="drop queue entries scoring above this x the own positive's score (0: keep all)")
+    p.add_argument("--mix-negatives", type=int, default=TrainConfig.mix_negatives,
+                   help="MoCHi: synthetic negatives per query mixed from two of the hardest")
+    p.add_argument("--mix-query", type=int, default=TrainConfig.mix_query,
+                   help="MoCHi: synthetic negatives per query mixed from the query and one of the hardest")
+    p.add_argument("--mix-pool", type=int, default=TrainConfig.mix_pool, help="MoCHi: the hardest N are mixed")
+    p.add_argument("--batching", choices=("random", "cluster"), default=TrainConfig.batching,
+                   help="cluster: queries whose positive documents are neighbours share a batch")
     p.add_argument("--symmetric", action="store_true", help="add the document-to-query InfoNCE term")
     p.add_argument("--negatives", type=int, default=None, help="mined negatives per query per step (0: in-batch "
                    f"only); default {TrainConfig.negatives} with --pairs, 0 without")

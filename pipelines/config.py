@@ -103,6 +103,18 @@ class TrainSection:
     engine: str = "ray"
     num_workers: int = 1
     seed: int = TrainConfig.seed
+    # the contrastive toolbox (retriever/losses, retriever/training/queue.py, batching.py); off by default
+    tau_plus: float = TrainConfig.tau_plus
+    learn_temperature: bool = TrainConfig.learn_temperature
+    max_positives: int = TrainConfig.max_positives
+    graded_gain: str = TrainConfig.graded_gain
+    queue_size: int = TrainConfig.queue_size
+    queue_momentum: float = TrainConfig.queue_momentum
+    queue_margin: float | None = TrainConfig.queue_margin
+    mix_negatives: int = TrainConfig.mix_negatives
+    mix_query: int = TrainConfig.mix_query
+    mix_pool: int = TrainConfig.mix_pool
+    batching: str = TrainConfig.batching
 
 
 @dataclass(frozen=True)

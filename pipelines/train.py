@@ -214,7 +214,7 @@ vectors. Training record: `densepipe_training.json`.
 
 
 def _fingerprint(job: TrainJob, examples: list[TrainingExample], held: list[str]) -> str:
-    config = {k: v for k, v in job.config.to_dict().items() if k != "checkpoint_every"}  # never changes weights
+    config = job.config.fingerprint_dict()
     parts = [config, examples_hash(examples), held, model_hash(resolve_model(job.model)), job.eval_docs]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -235,7 +235,7 @@ def build_task(job: TrainJob, crash_at: int | None = None) -> TrainTask:
         raise ConfigError("train negatives > 0 needs mined pairs (--pairs from `densepipe mine`); "
                           "or set negatives = 0 for in-batch negatives only.")
     train, held = split_held_out(examples, job.held_out, job.config.seed)
-    positives = {q: {d for d, r in docs.items() if r > 0} for q, docs in ds.qrels.items()}
+    positives = {q: {d: r for d, r in docs.items() if r > 0} for q, docs in ds.qrels.items()}  # with grades
     used = {e.query_id for e in examples}
     # document texts travel to the workers only when documents are encoded there (tower="both")
     doc_text = {d: doc.joined(" ") for d, doc in ds.corpus.items()} if job.config.tower == "both" else {}

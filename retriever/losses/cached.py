@@ -54,7 +54,8 @@ class GradCache(nn.Module):
         self.loss = loss
         self.config = config
 
-    def step(self, groups: Sequence[Group], mask: torch.Tensor | None = None) -> torch.Tensor:
+    def step(self, groups: Sequence[Group], mask: torch.Tensor | None = None, **loss_kwargs) -> torch.Tensor:
+        """``loss_kwargs``: fixed inputs passed on to the loss as they are (a queue, its mask, grades)."""
         size = self.config.chunk_size
         cached: list[torch.Tensor | None] = []
         states: list[list[tuple]] = []
@@ -71,7 +72,7 @@ class GradCache(nn.Module):
                     parts.append(encode(texts[start:start + size]))
             cached.append(torch.cat(parts).detach().requires_grad_(True) if parts else None)
             states.append(chunk_states)
-        loss = self.loss(*cached, mask=mask)
+        loss = self.loss(*cached, mask=mask, **loss_kwargs)
         loss.backward()
         after = _rng_state()
         for group, reps, chunk_states in zip(groups, cached, states):

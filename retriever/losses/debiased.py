@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from retriever.losses.infonce import batch_scores
+from retriever.losses.base import Candidates, ContrastiveLoss, ContrastiveOptions
 from retriever.types import ConfigError
 
 
@@ -29,26 +28,19 @@ class DebiasedInfoNCEConfig:
             raise ConfigError(f"tau_plus must be in [0, 1), got {self.tau_plus}.")
 
 
-class DebiasedInfoNCE(nn.Module):
-    def __init__(self, config: DebiasedInfoNCEConfig = DebiasedInfoNCEConfig()):
-        super().__init__()
+class DebiasedInfoNCE(ContrastiveLoss):
+    def __init__(self, config: DebiasedInfoNCEConfig = DebiasedInfoNCEConfig(),
+                 options: ContrastiveOptions = ContrastiveOptions()):
+        super().__init__(config.temperature, options)
         self.config = config
 
-    def forward(self, q: torch.Tensor, d_pos: torch.Tensor, d_neg: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
-        t, tp = self.config.temperature, self.config.tau_plus
-        scores = batch_scores(q, d_pos, d_neg) / t  # (B, B + N)
-        b = q.shape[0]
-        eye = torch.eye(b, scores.shape[1], dtype=torch.bool, device=q.device)
-        excluded = eye if mask is None else eye | mask
-        pos = scores[eye]  # (B,)
+    def objective(self, logits: torch.Tensor, c: Candidates, relevance, q, d_pos) -> torch.Tensor:
+        tp = self.config.tau_plus
+        excluded = c.own | c.known | c.dropped
+        pos = logits[c.own]  # (B,)
         # log-sum-exp arithmetic, for stability at small temperatures
-        neg_scores = scores.masked_fill(excluded, float("-inf"))
         n_neg = (~excluded).sum(dim=1).clamp(min=1)
-        log_mean_neg = torch.logsumexp(neg_scores, dim=1) - torch.log(n_neg.float())
+        log_mean_neg = torch.logsumexp(logits.masked_fill(excluded, float("-inf")), dim=1) - torch.log(n_neg.float())
         corrected = (torch.exp(log_mean_neg - pos) - tp) / (1 - tp)  # Ng / exp(pos)
-        floor = torch.exp(torch.tensor(-1.0 / t, device=q.device) - pos)
-        ng_over_pos = torch.maximum(corrected, floor)
-        return torch.log1p(n_neg.float() * ng_over_pos).mean()
-
-
+        floor = torch.exp(-1.0 / self.temperature() - pos)
+        return torch.log1p(n_neg.float() * torch.maximum(corrected, floor)).mean()

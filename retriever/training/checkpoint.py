@@ -47,20 +47,27 @@ def load_checkpoint(folder: str | os.PathLike, fingerprint: str) -> dict | None:
     return state
 
 
-def resume(folder: str | os.PathLike, fingerprint: str, module, optimizer, scheduler) -> TrainState:
-    """Load the checkpoint into the model, optimizer and scheduler; a fresh TrainState when there is none."""
+def resume(folder: str | os.PathLike, fingerprint: str, module, optimizer, scheduler,
+           extras: dict | None = None) -> TrainState:
+    """Load the checkpoint into the model, optimizer, scheduler and ``extras`` (name -> anything with
+    ``load_state_dict``: a learned temperature, a negative queue, a momentum encoder); a fresh TrainState when
+    there is none."""
     ckpt = load_checkpoint(folder, fingerprint)
     if ckpt is None:
         return TrainState()
     module.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
+    for name, obj in (extras or {}).items():
+        obj.load_state_dict(ckpt["extras"][name])
     state = TrainState(**ckpt["state"])
     log.info("resuming at step %d from %s", state.step, folder)
     return state
 
 
-def checkpoint(folder: str | os.PathLike, fingerprint: str, module, optimizer, scheduler, state: TrainState) -> None:
+def checkpoint(folder: str | os.PathLike, fingerprint: str, module, optimizer, scheduler, state: TrainState,
+               extras: dict | None = None) -> None:
     save_checkpoint(folder, {"fingerprint": fingerprint, "model": module.state_dict(),
                              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                             "state": asdict(state)})
+                             "state": asdict(state),
+                             "extras": {name: obj.state_dict() for name, obj in (extras or {}).items()}})

@@ -1,8 +1,11 @@
 """Supervised contrastive fine-tuning of a sentence-transformers bi-encoder.
 
-Each step takes a batch of (query, positive, hard negatives); the loss (InfoNCE or debiased InfoNCE, optionally
-through a gradient cache) sees every positive and negative of the batch as candidates for every query, with a
-query's other known positives masked out. Two ways to train:
+Each step takes a batch of (query, positive, hard negatives); the loss (``retriever/losses``: InfoNCE, debiased,
+decoupled, supervised-contrastive or graded; optionally through a gradient cache) sees every positive and
+negative of the batch as candidates for every query, with a query's other known positives masked out (or, for
+the multi-positive losses, added and counted as positives). Optional: a learned temperature, a momentum queue of
+earlier batches' documents (``queue.py``), MoCHi's synthetic hard negatives, and cluster-formed batches
+(``batching.py``). Two ways to train:
 
 - ``tower="both"`` — one shared encoder for queries and documents (DPR, sentence-transformers'
   MultipleNegativesRankingLoss); the corpus must be re-encoded afterwards.
@@ -12,7 +15,7 @@ query's other known positives masked out. Two ways to train:
 
 Deterministic and resumable: the batch order of epoch e is a permutation seeded by (seed, e), the negatives and
 dropout of step s are seeded by (seed, s), and a checkpoint every ``checkpoint_every`` steps holds the model,
-optimizer, scheduler and logs, so a killed run resumed from its checkpoint ends where an unbroken one would.
+optimizer, scheduler, logs, learned temperature, queue and momentum weights, so a killed run resumed from its checkpoint ends where an unbroken one would.
 """
 
 from __future__ import annotations
@@ -26,12 +29,17 @@ from pathlib import Path
 
 import numpy as np
 
+from retriever.training.batching import batch_order, cluster_batches, spherical_kmeans
 from retriever.training.checkpoint import TrainState, checkpoint, resume
 from retriever.training.examples import TrainingExample
 from retriever.training.optim import make_optimizer, take_step
 from retriever.types import ConfigError
 
 log = logging.getLogger("densepipe.train")
+
+
+LOSSES = ("infonce", "debiased", "dcl", "supcon", "graded")
+MULTI_POSITIVE = ("supcon", "graded")  # losses that take every judged positive of a query as a candidate
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,7 @@ class TrainConfig:
     lr: float = 5e-5
     warmup: float = 0.1  # fraction of all steps with a linear warm-up, then linear decay to 0
     weight_decay: float = 0.01
-    loss: str = "infonce"  # "infonce" or "debiased"
+    loss: str = "infonce"  # one of LOSSES (retriever/losses: infonce, debiased, dcl, supcon, graded)
     temperature: float = 0.05
     tau_plus: float = 0.1  # class prior of the debiased loss
     symmetric: bool = False  # also document -> query (InfoNCE only)
@@ -54,10 +62,21 @@ class TrainConfig:
     eval_every: int = 0  # steps between held-out evaluations; 0: after each epoch
     max_steps: int | None = None  # stop early (smoke runs)
     seed: int = 0
+    # the contrastive toolbox; each off by default
+    learn_temperature: bool = False  # temperature as a parameter, starting at `temperature`
+    max_positives: int = 8  # supcon / graded: a query's other judged positives added as candidates, at most
+    graded_gain: str = "exponential"  # graded: 2^grade - 1, or "linear"
+    queue_size: int = 0  # MoCo: earlier batches' documents as extra negatives (0: no queue)
+    queue_momentum: float = 0.999  # tower="both": the momentum encoder that fills the queue
+    queue_margin: float | None = 0.95  # drop queue entries above margin x the own positive's score (0/None: none)
+    mix_negatives: int = 0  # MoCHi: synthetic negatives mixed from two of the hardest, per query
+    mix_query: int = 0  # MoCHi: synthetic negatives mixed from the query and one of the hardest
+    mix_pool: int = 16  # MoCHi: how many of the hardest negatives are mixed
+    batching: str = "random"  # or "cluster": queries whose positives are neighbours share a batch
 
     def __post_init__(self) -> None:
-        if self.loss not in ("infonce", "debiased"):
-            raise ConfigError(f"train loss must be 'infonce' or 'debiased', got {self.loss!r}.")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"train loss must be one of {', '.join(LOSSES)}; got {self.loss!r}.")
         if self.tower not in ("both", "query"):
             raise ConfigError(f"train tower must be 'both' or 'query', got {self.tower!r}.")
         if self.epochs < 1 or self.batch_size < 2:
@@ -68,23 +87,60 @@ class TrainConfig:
             raise ConfigError("symmetric is an InfoNCE option; set loss = 'infonce' or symmetric = false.")
         if self.checkpoint_every < 1:
             raise ConfigError("train checkpoint_every must be >= 1.")
+        if self.batching not in ("random", "cluster"):
+            raise ConfigError(f"train batching must be 'random' or 'cluster', got {self.batching!r}.")
+        if self.queue_size < 0 or self.mix_negatives < 0 or self.mix_query < 0 or self.max_positives < 0:
+            raise ConfigError("train queue_size, mix_negatives, mix_query and max_positives must be >= 0.")
+        if self.mix_negatives or self.mix_query:
+            self.mix_config()  # validates the pool
+        if self.queue_size:
+            from retriever.losses import ContrastiveOptions
+
+            ContrastiveOptions(queue_margin=self.queue_margin or None)
+            if not 0 <= self.queue_momentum < 1:
+                raise ConfigError(f"train queue_momentum must be in [0, 1), got {self.queue_momentum}.")
+        if self.loss == "graded" and self.graded_gain not in ("linear", "exponential"):
+            raise ConfigError(f"train graded_gain must be 'linear' or 'exponential', got {self.graded_gain!r}.")
+
+    def mix_config(self):
+        from retriever.losses import MixConfig
+
+        return MixConfig(self.mix_negatives, self.mix_query, self.mix_pool)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def fingerprint_dict(self) -> dict:
+        """What identifies the weights: every field but checkpointing, with the toolbox's fields left out while at
+        their defaults (so models trained before those options existed keep their fingerprint)."""
+        out = {k: v for k, v in self.to_dict().items() if k != "checkpoint_every"}
+        for name in ADDED_FIELDS:
+            if out[name] == getattr(TrainConfig, name):
+                del out[name]
+        return out
+
+
+ADDED_FIELDS = ("learn_temperature", "max_positives", "graded_gain", "queue_size", "queue_momentum",
+                "queue_margin", "mix_negatives", "mix_query", "mix_pool", "batching")
+
 
 def build_loss(config: TrainConfig):
-    from retriever.losses import DebiasedInfoNCE, DebiasedInfoNCEConfig, InfoNCE, InfoNCEConfig
+    from retriever.losses import (ContrastiveOptions, DebiasedInfoNCE, DebiasedInfoNCEConfig, DecoupledConfig,
+                                  DecoupledInfoNCE, GradedConfig, GradedContrastive, InfoNCE, InfoNCEConfig,
+                                  SupCon, SupConConfig)
 
+    options = ContrastiveOptions(config.learn_temperature,
+                                 config.mix_config() if config.mix_negatives or config.mix_query else None,
+                                 (config.queue_margin or None) if config.queue_size else None)
     if config.loss == "debiased":
-        return DebiasedInfoNCE(DebiasedInfoNCEConfig(config.temperature, config.tau_plus))
-    return InfoNCE(InfoNCEConfig(config.temperature, config.symmetric))
-
-
-def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
-    """The batches of one epoch (the last, smaller one dropped: in-batch negatives want full batches)."""
-    order = np.random.default_rng([seed, epoch]).permutation(n)
-    return [order[i:i + batch_size] for i in range(0, n - batch_size + 1, batch_size)] or [order]
+        return DebiasedInfoNCE(DebiasedInfoNCEConfig(config.temperature, config.tau_plus), options)
+    if config.loss == "dcl":
+        return DecoupledInfoNCE(DecoupledConfig(config.temperature), options)
+    if config.loss == "supcon":
+        return SupCon(SupConConfig(config.temperature), options)
+    if config.loss == "graded":
+        return GradedContrastive(GradedConfig(config.temperature, config.graded_gain), options)
+    return InfoNCE(InfoNCEConfig(config.temperature, config.symmetric), options)
 
 
 def sample_negatives(example: TrainingExample, k: int, rng: np.random.Generator) -> list[str]:
@@ -100,6 +156,11 @@ def positive_mask(query_ids: Sequence[str], doc_ids: Sequence[str], positives: M
 
     return torch.tensor([[c != r and d in positives.get(q, ()) for c, d in enumerate(doc_ids)]
                          for r, q in enumerate(query_ids)], dtype=torch.bool)
+
+
+def _dimension(module) -> int:
+    get = getattr(module, "get_embedding_dimension", None) or module.get_sentence_embedding_dimension  # ST 6 renamed it
+    return int(get())
 
 
 def embedding_fn(model):
@@ -123,7 +184,7 @@ def embedding_fn(model):
 class ContrastiveTrainer:
     """``model``: a SentenceTransformer (trained in place). ``query_text`` / ``doc_text`` map ids to texts;
     ``doc_vectors`` (ids -> row, matrix) is required for ``tower="query"``. ``positives``: every known positive
-    per query (for masking). ``evaluate(model) -> dict`` runs on held-out data; ``report(dict)`` receives
+    per query (for masking; a {doc id: grade} mapping per query feeds the graded loss, a set counts grade 1). ``evaluate(model) -> dict`` runs on held-out data; ``report(dict)`` receives
     progress (Ray Train's ``report`` in a worker). ``crash_at``: kill the process after this step (tests)."""
 
     def __init__(self, model, config: TrainConfig, examples: Sequence[TrainingExample],
@@ -159,7 +220,7 @@ class ContrastiveTrainer:
         device = next(getattr(self.model, "module", self.model).parameters()).device
         return torch.as_tensor(xb[[rows[d] for d in ids]], dtype=torch.float32, device=device)
 
-    def _global_batch_loss(self, loss_fn, encode, qids, pos_ids, negs, mask):
+    def _global_batch_loss(self, loss_fn, encode, qids, pos_ids, negs, mask, loss_kwargs):
         """The loss over the global batch: this worker encodes its slice (one forward pass, as
         DistributedDataParallel wants), the other workers' embeddings are gathered (see ``distributed.py``)."""
         from retriever.training.distributed import gather_rows, rank_slices
@@ -183,24 +244,82 @@ class ContrastiveTrainer:
                             [i for o in neg_order for i in o]) if neg_ids else None
         if n is not None and n.shape[0] == 0:
             n = None
-        return loss_fn(q, p, n, mask=mask)
+        return loss_fn(q, p, n, mask=mask, **loss_kwargs)
+
+    def _other_positives(self, qids: Sequence[str], pos_ids: Sequence[str], rng: np.random.Generator
+                         ) -> list[list[str]]:
+        """Multi-positive losses: each row's other judged positives (at most ``max_positives``, drawn when there
+        are more), as extra candidates; ones the batch already holds are not repeated."""
+        have, out = set(pos_ids), []
+        known = set(self.doc_vectors[0]) if self.config.tower == "query" else None
+        for q, p in zip(qids, pos_ids):
+            others = sorted(d for d in self.positives.get(q, ()) if d != p and d not in have
+                            and (known is None or d in known))
+            if len(others) > self.config.max_positives:
+                others = [others[i] for i in sorted(rng.choice(len(others), self.config.max_positives, replace=False))]
+            have.update(others)
+            out.append(others)
+        return out
+
+    def _relevance(self, qids: Sequence[str], doc_ids: Sequence[str]):
+        """(B, D) the judged grade of each column's document for each row's query (0: not judged)."""
+        import torch
+
+        def grade(q: str, d: str) -> float:
+            known = self.positives.get(q, ())
+            return float(known.get(d, 0)) if isinstance(known, Mapping) else float(d in known)
+
+        return torch.tensor([[grade(q, d) for d in doc_ids] for q in qids], dtype=torch.float32)
+
+    def _cluster_labels(self, encode) -> np.ndarray:
+        """Cluster batching: the examples' positive documents, embedded by the model before any training (the
+        fixed vectors with tower="query"), clustered once — the same clusters when a run resumes."""
+        import torch
+
+        ids = [e.positive_id for e in self.examples]
+        if self.config.tower == "query":
+            x = self._fixed(ids).cpu().numpy()
+        else:
+            self.model.eval()
+            with torch.no_grad():
+                x = torch.cat([encode([self.doc_text(d) for d in ids[i:i + 64]])
+                               for i in range(0, len(ids), 64)]).cpu().numpy()
+        k = max(1, len(ids) // self.config.batch_size)
+        return spherical_kmeans(x, k, self.config.seed)
+
+    def _batches(self, epoch: int) -> list[np.ndarray]:
+        cfg = self.config
+        if self._labels is not None:
+            return cluster_batches(self._labels, cfg.batch_size, cfg.seed, epoch)
+        return batch_order(len(self.examples), cfg.batch_size, cfg.seed, epoch)
 
     # -- the loop ---------------------------------------------------------------------------------------------
     def fit(self) -> TrainState:
         import torch
 
         from retriever.losses import GradCache, GradCacheConfig
+        from retriever.training.queue import MomentumEncoder, NegativeQueue
 
         cfg = self.config
         module = getattr(self.model, "module", self.model)
         saved_len = module.max_seq_length
         if cfg.max_seq_length:
             module.max_seq_length = cfg.max_seq_length
-        loss_fn = build_loss(cfg)
-        cache = GradCache(loss_fn, GradCacheConfig(cfg.grad_cache_chunk)) if cfg.grad_cache_chunk else None
-        opt, sched = make_optimizer(self.model, cfg.lr, cfg.weight_decay, self.total_steps, cfg.warmup)
-        state = resume(self.out, self.fingerprint, module, opt, sched)
         encode = embedding_fn(self.model)
+        device = next(module.parameters()).device
+        self._labels = self._cluster_labels(encode) if cfg.batching == "cluster" else None
+        loss_fn = build_loss(cfg).to(device)
+        cache = GradCache(loss_fn, GradCacheConfig(cfg.grad_cache_chunk)) if cfg.grad_cache_chunk else None
+        opt, sched = make_optimizer(self.model, cfg.lr, cfg.weight_decay, self.total_steps, cfg.warmup,
+                                    list(loss_fn.parameters()))
+        extras: dict = {"loss": loss_fn}
+        queue = momentum = None
+        if cfg.queue_size:
+            queue = extras["queue"] = NegativeQueue(cfg.queue_size, _dimension(module))
+            if cfg.tower == "both":
+                momentum = extras["momentum"] = MomentumEncoder(module, cfg.queue_momentum)
+                key_encode = embedding_fn(momentum.model)
+        state = resume(self.out, self.fingerprint, module, opt, sched, extras)
         if self.evaluate is not None and state.step == 0 and not state.evals:  # the starting point, for the curve
             self.model.eval()
             with torch.no_grad():
@@ -209,19 +328,29 @@ class ContrastiveTrainer:
         self.model.train()
         while state.step < self.total_steps:
             epoch, index = divmod(state.step, self.batches_per_epoch)
-            batch = batch_order(len(self.examples), cfg.batch_size, cfg.seed, epoch)[index]
+            batch = self._batches(epoch)[index]
             rng = np.random.default_rng([cfg.seed, 1, state.step])
-            torch.manual_seed(cfg.seed * 1_000_003 + state.step)  # dropout of this step, resumable
+            torch.manual_seed(cfg.seed * 1_000_003 + state.step)  # dropout and mixing of this step, resumable
             rows = [self.examples[i] for i in batch]
             qids = [e.query_id for e in rows]
             pos_ids = [e.positive_id for e in rows]
             negs = [sample_negatives(e, cfg.negatives, rng) for e in rows]  # the whole batch's, on every worker
+            if cfg.loss in MULTI_POSITIVE:
+                negs = [n + [d for d in o if d not in n] for n, o in zip(negs, self._other_positives(qids, pos_ids, rng))]
             neg_ids = [d for n in negs for d in n]
-            mask = positive_mask(qids, pos_ids + neg_ids, self.positives).to(next(module.parameters()).device)
+            mask = positive_mask(qids, pos_ids + neg_ids, self.positives).to(device)
+            loss_kwargs = {}
+            if cfg.loss == "graded":
+                loss_kwargs["relevance"] = self._relevance(qids, pos_ids + neg_ids).to(device)
+            if queue is not None and len(queue):
+                loss_kwargs["queue"] = queue.tensor(device)
+                loss_kwargs["queue_mask"] = queue.mask_for(qids, self.positives).to(device)
             if self.world_size > 1:
-                loss = self._global_batch_loss(loss_fn, encode, qids, pos_ids, negs, mask)
+                loss = self._global_batch_loss(loss_fn, encode, qids, pos_ids, negs, mask, loss_kwargs)
                 (loss * self.world_size).backward()  # DDP averages over workers: the sum is the global gradient
-                entry = take_step(opt, sched, state, started, epoch, loss)
+                for p in loss_fn.parameters():  # ... but the loss's own parameters are not DDP's: undo the factor
+                    if p.grad is not None:
+                        p.grad /= self.world_size
             else:
                 queries = [self.query_text[q] for q in qids]
                 if cfg.tower == "query":
@@ -230,12 +359,23 @@ class ContrastiveTrainer:
                     docs = [(encode, [self.doc_text(d) for d in pos_ids]),
                             (encode, [self.doc_text(d) for d in neg_ids]) if neg_ids else None]
                 if cache is not None:
-                    loss = cache.step([(encode, queries), *docs], mask=mask)
+                    loss = cache.step([(encode, queries), *docs], mask=mask, **loss_kwargs)
                 else:
                     tensors = [g if g is None or isinstance(g, torch.Tensor) else g[0](g[1]) for g in docs]
-                    loss = loss_fn(encode(queries), *tensors, mask=mask)
+                    loss = loss_fn(encode(queries), *tensors, mask=mask, **loss_kwargs)
                     loss.backward()
-                entry = take_step(opt, sched, state, started, epoch, loss)
+            logged = {"temperature": round(float(loss_fn.temperature().detach()), 5)} if cfg.learn_temperature else {}
+            entry = take_step(opt, sched, state, started, epoch, loss, **logged)
+            if queue is not None:
+                keys = pos_ids + neg_ids
+                if momentum is not None:
+                    momentum.update(module)
+                    with torch.no_grad():
+                        vectors = torch.cat([key_encode([self.doc_text(d) for d in keys[i:i + 64]])
+                                             for i in range(0, len(keys), 64)])
+                else:
+                    vectors = self._fixed(keys)
+                queue.push(keys, vectors)
             end_of_epoch = state.step % self.batches_per_epoch == 0 or state.step == self.total_steps
             if self.evaluate is not None and (end_of_epoch if not cfg.eval_every
                                               else state.step % cfg.eval_every == 0 or
@@ -249,7 +389,7 @@ class ContrastiveTrainer:
             if self.report is not None:
                 self.report(entry)
             if self.rank == 0 and (state.step % cfg.checkpoint_every == 0 or end_of_epoch):
-                checkpoint(self.out, self.fingerprint, module, opt, sched, state)
+                checkpoint(self.out, self.fingerprint, module, opt, sched, state, extras)
             if self.crash_at is not None and state.step >= self.crash_at:
                 os.kill(os.getpid(), 9)  # a hard kill, as the OOM killer or a lost node would
         self.model.eval()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 
-def make_optimizer(model, lr: float, weight_decay: float, total_steps: int, warmup: float):
+def make_optimizer(model, lr: float, weight_decay: float, total_steps: int, warmup: float, extra_params=()):
+    """``extra_params``: parameters outside the model (a learned temperature), without weight decay."""
     import torch
 
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 or "LayerNorm" in name or "bias" in name else decay).append(p)
+    no_decay += [p for p in extra_params if p.requires_grad]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
     warm = max(1, int(total_steps * warmup))

@@ -95,10 +95,17 @@ def test_mining_on_both_nodes_through_s3_equals_local(two_nodes, scifact_slice, 
         [(e.query_id, e.positive_id, e.negative_ids) for e in b]
 
 
+TOOLBOX = {"loss": "graded", "learn_temperature": True, "queue_size": 12, "queue_momentum": 0.9,
+           "mix_negatives": 2, "mix_query": 1, "mix_pool": 4, "batching": "cluster"}
+
+
+@pytest.mark.parametrize("toolbox", [{}, TOOLBOX], ids=["infonce", "toolbox"])
 def test_two_training_workers_on_two_nodes_equal_one_worker_on_the_global_batch(two_nodes, toy_beir, s3_root,
-                                                                                  tmp_path_factory):
+                                                                                  tmp_path_factory, toolbox):
     """Cross-worker negatives: the loss each step is the one-worker loss over the same global batch, and the
-    weights after training match (the gradients agree); rank 0's model comes back through S3."""
+    weights after training match (the gradients agree); rank 0's model comes back through S3. The same with the
+    toolbox on: a learned temperature (outside DDP: its gradient must not count twice), a momentum queue, MoCHi
+    points and cluster batches, identical on both workers."""
     from pipelines.train import TrainJob, run_training
     from retriever.training import TrainConfig
     from tests.conftest import build_tiny_model
@@ -107,7 +114,7 @@ def test_two_training_workers_on_two_nodes_equal_one_worker_on_the_global_batch(
     model = build_tiny_model(tmp_path_factory.mktemp("no-dropout"), dropout=0.0)
     out = tmp_path_factory.mktemp("train")
     cfg = TrainConfig(tower="both", epochs=2, batch_size=6, lr=1e-3, negatives=0, max_seq_length=32,
-                      checkpoint_every=50)
+                      checkpoint_every=50, **toolbox)
     common = dict(dataset=str(toy_beir), model=str(model), split="train", held_out=0.0, config=cfg)
     two = run_training(TrainJob(output=str(out / "two"), engine="ray", num_workers=2,
                                 ray=RayEnv(two_nodes.address, storage=s3_root), **common))
@@ -119,6 +126,9 @@ def test_two_training_workers_on_two_nodes_equal_one_worker_on_the_global_batch(
     assert a.keys() == b.keys()
     assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-4
     assert two["base_model"] == str(model)  # the driver's name, not the worker's fetched copy
+    if toolbox:
+        assert [e["temperature"] for e in losses[0]] == pytest.approx([e["temperature"] for e in losses[1]],
+                                                                       rel=1e-5)
 
 
 def _cli(*args, env_extra=None, **kw):

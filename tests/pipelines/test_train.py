@@ -57,6 +57,40 @@ def test_killed_training_resumes_to_the_same_weights(toy_beir, tiny_model, tmp_p
     assert not run_training(changed)["skipped"]
 
 
+TOOLBOX = {"loss": "graded", "learn_temperature": True, "queue_size": 12, "queue_momentum": 0.9,
+           "mix_negatives": 2, "mix_query": 1, "mix_pool": 4, "batching": "cluster"}
+
+
+def test_toolbox_options_train_and_resume_to_the_same_weights(toy_beir, tiny_model, tmp_path):
+    """A learned temperature, a momentum queue, MoCHi points and cluster batches all live in the checkpoint: a
+    run killed after step 3 and resumed ends where an unbroken one does, temperature and queue included."""
+    job = _job(toy_beir, tiny_model, tmp_path / "killed", **TOOLBOX)
+    code = (f"from pipelines.train import TrainJob, run_training\nfrom pipelines.runtime import RayEnv\n"
+            f"from retriever.training import TrainConfig\n"
+            f"job = {job!r}\nrun_training(job, crash_at=3)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    import torch
+
+    # the checkpoint of step 2 (every 2 steps): two batches of 4 documents queued
+    extras = torch.load(tmp_path / "killed" / "checkpoint" / "checkpoint.pt", weights_only=False)["extras"]
+    assert len(extras["queue"]["ids"]) == 8 and set(extras) == {"loss", "queue", "momentum"}
+    resumed = run_training(job)
+    unbroken = run_training(_job(toy_beir, tiny_model, tmp_path / "unbroken", **TOOLBOX))
+    assert resumed["steps"] == unbroken["steps"] == 8
+    a, b = _weights(tmp_path / "killed" / "model"), _weights(tmp_path / "unbroken" / "model")
+    assert a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
+    logs = [json.loads((tmp_path / d / "loss.json").read_text())["losses"] for d in ("killed", "unbroken")]
+    assert [e["loss"] for e in logs[0]] == [e["loss"] for e in logs[1]]
+    temps = [e["temperature"] for e in logs[1]]
+    assert temps == [e["temperature"] for e in logs[0]] and temps[-1] != TrainConfig.temperature
+    # the query tower with the multi-positive loss and a queue of fixed document vectors trains too
+    info = run_training(_job(toy_beir, tiny_model, tmp_path / "q", tower="query", epochs=1, loss="supcon",
+                             queue_size=8, batching="cluster"))
+    assert info["steps"] > 0 and np.isfinite(info["final_loss"])
+
+
 def test_frozen_documents_route_to_the_base_and_reuse_its_vectors(toy_beir, tiny_model, tmp_path):
     from sentence_transformers import SentenceTransformer
 

@@ -50,6 +50,34 @@ def test_grad_cache_equals_full_batch_gradients(loss):
     assert torch.allclose(_grads(model), expected, atol=1e-6)
 
 
+def test_grad_cache_equals_full_batch_gradients_with_the_toolbox():
+    """SupCon with a queue, MoCHi points and a learned temperature through the cache: same loss and gradients
+    (model and temperature) as the full batch; the mixing draws are replayed from the same generator state."""
+    from retriever.losses import ContrastiveOptions, MixConfig, SupCon, SupConConfig
+
+    model = ToyEncoder(dropout=0.0)
+    q, p, n = [f"q{i}" for i in range(6)], [f"p{i}" for i in range(6)], [f"n{i}" for i in range(6)]
+    mask = torch.zeros(6, 12, dtype=torch.bool)
+    mask[0, 7] = True
+    queue = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    queue_mask = torch.zeros(6, 5, dtype=torch.bool)
+    queue_mask[1, 2] = True
+    options = ContrastiveOptions(learn_temperature=True, mix=MixConfig(3, 1, pool=4), queue_margin=0.95)
+    loss = SupCon(SupConConfig(0.1), options)
+    torch.manual_seed(5)
+    full = loss(model(q), model(p), model(n), mask=mask, queue=queue, queue_mask=queue_mask)
+    full.backward()
+    expected, t_grad = _grads(model).clone(), loss.temperature.log_t.grad.clone()
+    model.zero_grad()
+    loss.zero_grad()
+    torch.manual_seed(5)
+    cached = GradCache(loss, GradCacheConfig(chunk_size=4)).step([(model, q), (model, p), (model, n)], mask=mask,
+                                                                queue=queue, queue_mask=queue_mask)
+    assert torch.allclose(cached, full.detach(), atol=1e-6)
+    assert torch.allclose(_grads(model), expected, atol=1e-6)
+    assert torch.allclose(loss.temperature.log_t.grad, t_grad, atol=1e-6)
+
+
 def test_grad_cache_replays_dropout_masks():
     """With dropout, the cached step must equal a graph-building step that drew the same masks chunk by chunk."""
     model = ToyEncoder(dropout=0.5)

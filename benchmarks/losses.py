@@ -1,0 +1,216 @@
+"""The contrastive toolbox side by side: the default fine-tuning recipe (InfoNCE, query tower, BM25 + dense mined
+negatives, 5 epochs, lr 5e-5) against each addition alone — supervised contrastive (every judged positive),
+decoupled InfoNCE, a learned temperature, a momentum queue of negatives, MoCHi's mixed hard negatives,
+cluster-formed batches — and a combination, with several seeds each, and sentence-transformers' own
+MultipleNegativesRankingLoss recipe (its trainer, 1 epoch, batch 32, in-batch negatives, the same training
+queries) as the peer. all-MiniLM-L6-v2 on SciFact and on CISI (train qrels -> test qrels).
+
+Selection reads only the held-out 10 % of the *training* queries (``held_out``); the test split is reported, never
+used to choose. For each row and seed: test nDCG@10 / MRR@10 / Recall@100, paired t-test against the default recipe
+with the same seed, held-out nDCG@10, train seconds, alignment and uniformity on the held-out queries before and
+after training. The graded loss is not a row: both collections' training qrels have a single grade (1), where it
+equals SupCon (a unit test shows it).
+
+    python benchmarks/losses.py --datasets cisi,scifact --seeds 0,1,2 [--rows default,supcon,...]
+
+Mined tables and trained models are cached under $DRP_WORK_DIR/<dataset>/losses, so a rerun of finished rows is
+free; results merge into benchmarks/results/losses.json row by row as they finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BASE = "sentence-transformers/all-MiniLM-L6-v2"
+OUTPUT = HERE / "results" / "losses.json"
+ROWS = {
+    "default": {},
+    "supcon": {"loss": "supcon"},
+    "dcl": {"loss": "dcl"},
+    "learned-temperature": {"learn_temperature": True},
+    "queue-4096": {"queue_size": 4096},
+    "mochi-16+4": {"mix_negatives": 16, "mix_query": 4},
+    "cluster-batches": {"batching": "cluster"},
+}
+PEER = "sentence-transformers-mnrl"
+
+
+def evaluate_model(dataset: str, model: str) -> tuple[dict, dict]:
+    from pipelines.baselines import dense_searcher
+    from pipelines.workspace import prepare
+    from retriever.encoders import EncoderConfig
+    from retriever.eval import evaluate
+
+    prep = prepare(dataset, "test")
+    searcher = dense_searcher(prep, EncoderConfig(model=model))
+    res = evaluate(prep.dataset.qrels, searcher.search(prep.dataset.queries, 100), ["ndcg@10", "mrr@10", "recall@100"])
+    return {k: round(v, 5) for k, v in res.aggregate.items()}, res.per_query
+
+
+def mined(dataset: str, folder: Path) -> list[str]:
+    from pipelines.mine import MineJob, mine_pairs
+    from retriever.mining import MiningConfig
+
+    paths = []
+    for retriever in ("bm25", "dense"):
+        path = folder / f"{retriever}.parquet"
+        if not (folder / f"{retriever}.json").is_file():
+            report = mine_pairs(MineJob(dataset, str(path), retriever, "train", MiningConfig()))
+            (folder / f"{retriever}.json").write_text(json.dumps(report, indent=2))
+        paths.append(str(path))
+    return paths
+
+
+def train_peer(dataset: str, out: Path, seed: int) -> tuple[str, float]:
+    """sentence-transformers' trainer with MultipleNegativesRankingLoss on the densepipe rows' training queries
+    (the same held-out split), its defaults otherwise (lr 5e-5, no warm-up), 1 epoch, batch 32, no duplicates."""
+    model_dir = out / "model"
+    record = out / "peer.json"
+    if record.is_file():
+        return str(model_dir), json.loads(record.read_text())["train_seconds"]
+    from datasets import Dataset
+    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
+                                       SentenceTransformerTrainingArguments)
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.training_args import BatchSamplers
+
+    from pipelines.workspace import prepare
+    from retriever.encoders import resolve_model
+    from retriever.training import examples_from_qrels, split_held_out
+
+    ds = prepare(dataset, "train").dataset
+    train, _ = split_held_out(examples_from_qrels(ds.qrels, ds.queries, ds.corpus), 0.1, seed)
+    pairs = Dataset.from_dict({"anchor": [ds.queries[e.query_id] for e in train],
+                               "positive": [ds.corpus[e.positive_id].joined(" ") for e in train]})
+    model = SentenceTransformer(resolve_model(BASE), device="cpu")
+    args = SentenceTransformerTrainingArguments(output_dir=str(out / "trainer"), num_train_epochs=1,
+                                               per_device_train_batch_size=32, seed=seed, report_to=[],
+                                               batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no",
+                                               logging_steps=10, use_cpu=True)
+    t0 = time.perf_counter()
+    SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs,
+                               loss=MultipleNegativesRankingLoss(model)).train()
+    seconds = round(time.perf_counter() - t0, 1)
+    model.save(str(model_dir))
+    record.write_text(json.dumps({"train_seconds": seconds, "examples": len(train)}))
+    return str(model_dir), seconds
+
+
+def final_temperature(model: str) -> float | None:
+    """The learned temperature at the last step (loss.json beside the model), None when it was fixed."""
+    log = Path(model).parent / "loss.json"
+    losses = json.loads(log.read_text())["losses"] if log.is_file() else []
+    return losses[-1].get("temperature") if losses else None
+
+
+def geometry_of(evals: list[dict]) -> dict:
+    keys = ("alignment", "uniformity_docs", "uniformity_queries")
+    pick = lambda e: {k: e[k] for k in keys if k in e}  # noqa: E731
+    return {"before": pick(evals[0]), "after": pick(evals[-1])} if evals else {}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="cisi,scifact")
+    ap.add_argument("--rows", default=",".join([*ROWS, PEER]))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--combo", default=None, help="name=json overrides of an extra row, e.g. "
+                    "'supcon+queue={\"loss\": \"supcon\", \"queue_size\": 4096}'")
+    a = ap.parse_args()
+    from pipelines.train import TrainJob, run_training
+    from pipelines.workspace import work_root
+    from retriever.eval import paired_test
+    from retriever.training import TrainConfig
+
+    rows = dict(ROWS)
+    if a.combo:
+        name, spec = a.combo.split("=", 1)
+        rows[name] = json.loads(spec)
+    names = a.rows.split(",") + ([a.combo.split("=", 1)[0]] if a.combo else [])
+    unknown = set(names) - set(rows) - {PEER}
+    if unknown:
+        sys.exit(f"unknown rows {sorted(unknown)}; choose from {[*rows, PEER]}")
+    seeds = [int(s) for s in a.seeds.split(",")]
+    result = json.loads(OUTPUT.read_text()) if OUTPUT.is_file() else {"datasets": {}}
+    sys.path.insert(0, str(HERE))
+    from provenance import provenance
+
+    for dataset in a.datasets.split(","):
+        folder = work_root() / dataset / "losses"
+        (folder / "mined").mkdir(parents=True, exist_ok=True)
+        pairs = mined(dataset, folder / "mined")
+        entry = result["datasets"].setdefault(dataset, {"rows": {}})
+        base_metrics, base_pq = evaluate_model(dataset, BASE)
+        entry["base"] = {"model": BASE, "metrics": base_metrics}
+        entry["mining"] = {Path(p).stem: json.loads((folder / "mined" / f"{Path(p).stem}.json").read_text())["report"]
+                           for p in pairs}
+        default_pq: dict[int, dict] = {}
+        for name in (["default"] if "default" not in names else []) + names:  # the default first: the reference
+            row = entry["rows"].setdefault(name, {"seeds": {}})
+            for seed in seeds:
+                if name == PEER:
+                    model, seconds = train_peer(dataset, folder / f"{PEER}-seed{seed}", seed)
+                    info = {"train_seconds": seconds, "held_out_evals": [], "steps": None, "config": "sentence-"
+                            "transformers trainer, MultipleNegativesRankingLoss, 1 epoch, batch 32, lr 5e-5"}
+                else:
+                    cfg = replace(TrainConfig(), seed=seed, checkpoint_every=1000, **rows[name])
+                    job = TrainJob(dataset, str(folder / f"{name}-seed{seed}"), BASE, "train", tuple(pairs),
+                                   config=cfg, engine="local")
+                    info = run_training(job)
+                    model, info["config"] = info["model"], {k: v for k, v in cfg.to_dict().items()
+                                                            if k in rows[name] or k == "seed"}
+                metrics, pq = evaluate_model(dataset, model)
+                if name == "default":
+                    default_pq[seed] = pq
+                vs_default = paired_test(pq, default_pq[seed], "ndcg@10") if seed in default_pq else None
+                vs_base = paired_test(pq, base_pq, "ndcg@10")
+                evals = info["held_out_evals"]
+                row["seeds"][str(seed)] = {
+                    "metrics": metrics, "held_out_ndcg@10": evals[-1]["ndcg_at_10"] if evals else None,
+                    "p_vs_default": None if name == "default" else round(vs_default.t_pvalue, 5),
+                    "p_vs_base": round(vs_base.t_pvalue, 5), "train_seconds": info["train_seconds"],
+                    "steps": info["steps"], "geometry_held_out": geometry_of(evals), "config": info["config"],
+                    "final_temperature": final_temperature(model)}
+                done = [row["seeds"][str(s)] for s in seeds if str(s) in row["seeds"]]
+                row["mean_ndcg@10"] = round(sum(d["metrics"]["ndcg@10"] for d in done) / len(done), 5)
+                held = [d["held_out_ndcg@10"] for d in done if d["held_out_ndcg@10"] is not None]
+                row["mean_held_out_ndcg@10"] = round(sum(held) / len(held), 5) if held else None
+                print(f"{dataset} {name} seed {seed}: {metrics} held-out {row['seeds'][str(seed)]['held_out_ndcg@10']}"
+                      f" ({info['train_seconds']} s)", flush=True)
+                result.update({"benchmark": "losses", "model": BASE,
+                               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}})
+                result.update(provenance("losses.py"))
+                result["command"] = "python benchmarks/losses.py " + " ".join(sys.argv[1:])
+                OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+                tmp = OUTPUT.with_suffix(".tmp")
+                tmp.write_text(json.dumps(result, indent=2) + "\n")
+                tmp.replace(OUTPUT)
+    print(table(result))
+
+
+def table(result: dict) -> str:
+    lines = []
+    for dataset, entry in result["datasets"].items():
+        lines += [f"\n{dataset}: base {entry['base']['metrics']['ndcg@10']:.4f}",
+                  "| row | test nDCG@10 per seed | mean | held-out mean | p vs default per seed | train s |",
+                  "|---|---|---|---|---|---|"]
+        for name, row in entry["rows"].items():
+            seeds = list(row["seeds"].values())
+            ndcg = " / ".join("%.4f" % s["metrics"]["ndcg@10"] for s in seeds)
+            p = " / ".join("–" if s["p_vs_default"] is None else "%.2g" % s["p_vs_default"] for s in seeds)
+            held = row["mean_held_out_ndcg@10"]
+            lines.append(f"| {name} | {ndcg} | {row['mean_ndcg@10']:.4f} | {'–' if held is None else held} | {p} | "
+                         f"{' / '.join(str(round(s['train_seconds'])) for s in seeds)} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
