@@ -58,8 +58,10 @@ def resume(folder: str | os.PathLike, fingerprint: str, module, optimizer, sched
     module.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
+    saved = ckpt.get("extras", {})  # checkpoints written before extras existed hold none (and need none)
     for name, obj in (extras or {}).items():
-        obj.load_state_dict(ckpt["extras"][name])
+        if name in saved:
+            obj.load_state_dict(saved[name])
     state = TrainState(**ckpt["state"])
     log.info("resuming at step %d from %s", state.step, folder)
     return state
