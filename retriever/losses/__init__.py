@@ -1,7 +1,7 @@
 """Contrastive losses, one per file, each an ``nn.Module`` built from its own frozen config and the options every
 loss shares (``base.ContrastiveOptions``: a learned temperature, MoCHi's synthetic negatives, the queue's margin)."""
 
-from retriever.losses.base import ContrastiveLoss, ContrastiveOptions, Temperature
+from retriever.losses.base import ContrastiveLoss, ContrastiveOptions, LossConfig, Temperature
 from retriever.losses.cached import GradCache, GradCacheConfig
 from retriever.losses.dcl import DecoupledConfig, DecoupledInfoNCE
 from retriever.losses.debiased import DebiasedInfoNCE, DebiasedInfoNCEConfig
@@ -10,7 +10,7 @@ from retriever.losses.infonce import InfoNCE, InfoNCEConfig
 from retriever.losses.mochi import MixConfig, mix_hard_negatives
 from retriever.losses.supcon import SupCon, SupConConfig
 
-__all__ = ["ContrastiveLoss", "ContrastiveOptions", "Temperature", "GradCache", "GradCacheConfig",
+__all__ = ["ContrastiveLoss", "ContrastiveOptions", "LossConfig", "Temperature", "GradCache", "GradCacheConfig",
            "DecoupledConfig", "DecoupledInfoNCE", "DebiasedInfoNCE", "DebiasedInfoNCEConfig", "GradedConfig",
            "GradedContrastive", "InfoNCE", "InfoNCEConfig", "MixConfig", "mix_hard_negatives", "SupCon",
            "SupConConfig"]

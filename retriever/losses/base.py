@@ -92,15 +92,28 @@ def candidates(q: torch.Tensor, d_pos: torch.Tensor, d_neg: torch.Tensor | None 
     return Candidates(scores, known, dropped, own)
 
 
+@dataclass(frozen=True)
+class LossConfig:
+    """What every loss's config has; a loss with more settings subclasses it."""
+    temperature: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}.")
+
+
 class ContrastiveLoss(nn.Module):
     """Base of the retrieval losses: ``forward(q, d_pos, d_neg=None, mask=None, *, queue=None, queue_mask=None,
     relevance=None)`` builds the candidates (and the synthetic negatives, when configured) and hands the scaled
-    scores to ``objective``."""
+    scores to ``objective``. A subclass names its config class as ``Config``."""
 
-    def __init__(self, temperature: float, options: ContrastiveOptions = ContrastiveOptions()):
+    Config = LossConfig
+
+    def __init__(self, config: LossConfig | None = None, options: ContrastiveOptions = ContrastiveOptions()):
         super().__init__()
+        self.config = config if config is not None else self.Config()
         self.options = options
-        self.temperature = Temperature(temperature, options.learn_temperature)
+        self.temperature = Temperature(self.config.temperature, options.learn_temperature)
 
     def forward(self, q: torch.Tensor, d_pos: torch.Tensor, d_neg: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, queue: torch.Tensor | None = None,

@@ -10,23 +10,16 @@ from dataclasses import dataclass
 
 import torch
 
-from retriever.losses.base import Candidates, ContrastiveLoss, ContrastiveOptions
-from retriever.types import ConfigError
+from retriever.losses.base import Candidates, ContrastiveLoss, LossConfig
 
 
 @dataclass(frozen=True)
-class DecoupledConfig:
-    temperature: float = 0.05
-
-    def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}.")
+class DecoupledConfig(LossConfig):
+    """The temperature only."""
 
 
 class DecoupledInfoNCE(ContrastiveLoss):
-    def __init__(self, config: DecoupledConfig = DecoupledConfig(), options: ContrastiveOptions = ContrastiveOptions()):
-        super().__init__(config.temperature, options)
-        self.config = config
+    Config = DecoupledConfig
 
     def objective(self, logits: torch.Tensor, c: Candidates, relevance, q, d_pos) -> torch.Tensor:
         negatives = logits.masked_fill(c.own | c.known | c.dropped, float("-inf"))

@@ -12,27 +12,22 @@ from dataclasses import dataclass
 
 import torch
 
-from retriever.losses.base import Candidates, ContrastiveLoss, ContrastiveOptions
+from retriever.losses.base import Candidates, ContrastiveLoss, LossConfig
 from retriever.types import ConfigError
 
 
 @dataclass(frozen=True)
-class DebiasedInfoNCEConfig:
-    temperature: float = 0.05
+class DebiasedInfoNCEConfig(LossConfig):
     tau_plus: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}.")
+        super().__post_init__()
         if not 0 <= self.tau_plus < 1:
             raise ConfigError(f"tau_plus must be in [0, 1), got {self.tau_plus}.")
 
 
 class DebiasedInfoNCE(ContrastiveLoss):
-    def __init__(self, config: DebiasedInfoNCEConfig = DebiasedInfoNCEConfig(),
-                 options: ContrastiveOptions = ContrastiveOptions()):
-        super().__init__(config.temperature, options)
-        self.config = config
+    Config = DebiasedInfoNCEConfig
 
     def objective(self, logits: torch.Tensor, c: Candidates, relevance, q, d_pos) -> torch.Tensor:
         tp = self.config.tau_plus

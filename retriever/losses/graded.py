@@ -10,27 +10,23 @@ from dataclasses import dataclass
 
 import torch
 
-from retriever.losses.base import Candidates, ContrastiveLoss, ContrastiveOptions
+from retriever.losses.base import Candidates, ContrastiveLoss, LossConfig
 from retriever.losses.supcon import soft_target_loss
 from retriever.types import ConfigError
 
 
 @dataclass(frozen=True)
-class GradedConfig:
-    temperature: float = 0.05
+class GradedConfig(LossConfig):
     gain: str = "exponential"
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}.")
+        super().__post_init__()
         if self.gain not in ("linear", "exponential"):
             raise ConfigError(f"graded gain must be 'linear' or 'exponential', got {self.gain!r}.")
 
 
 class GradedContrastive(ContrastiveLoss):
-    def __init__(self, config: GradedConfig = GradedConfig(), options: ContrastiveOptions = ContrastiveOptions()):
-        super().__init__(config.temperature, options)
-        self.config = config
+    Config = GradedConfig
 
     def objective(self, logits: torch.Tensor, c: Candidates, relevance, q, d_pos) -> torch.Tensor:
         """``relevance`` (B, C): the grade of each candidate for each query (0 where unjudged); without it every

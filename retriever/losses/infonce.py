@@ -11,24 +11,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from retriever.losses.base import Candidates, ContrastiveLoss, ContrastiveOptions
-from retriever.types import ConfigError
+from retriever.losses.base import Candidates, ContrastiveLoss, LossConfig
 
 
 @dataclass(frozen=True)
-class InfoNCEConfig:
-    temperature: float = 0.05
+class InfoNCEConfig(LossConfig):
     symmetric: bool = False
-
-    def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}.")
 
 
 class InfoNCE(ContrastiveLoss):
-    def __init__(self, config: InfoNCEConfig = InfoNCEConfig(), options: ContrastiveOptions = ContrastiveOptions()):
-        super().__init__(config.temperature, options)
-        self.config = config
+    Config = InfoNCEConfig
 
     def objective(self, logits: torch.Tensor, c: Candidates, relevance, q, d_pos) -> torch.Tensor:
         labels = torch.arange(q.shape[0], device=q.device)

@@ -11,17 +11,12 @@ from dataclasses import dataclass
 
 import torch
 
-from retriever.losses.base import Candidates, ContrastiveLoss, ContrastiveOptions
-from retriever.types import ConfigError
+from retriever.losses.base import Candidates, ContrastiveLoss, LossConfig
 
 
 @dataclass(frozen=True)
-class SupConConfig:
-    temperature: float = 0.05
-
-    def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}.")
+class SupConConfig(LossConfig):
+    """The temperature only."""
 
 
 def soft_target_loss(logits: torch.Tensor, c: Candidates, weights: torch.Tensor) -> torch.Tensor:
@@ -32,9 +27,7 @@ def soft_target_loss(logits: torch.Tensor, c: Candidates, weights: torch.Tensor)
 
 
 class SupCon(ContrastiveLoss):
-    def __init__(self, config: SupConConfig = SupConConfig(), options: ContrastiveOptions = ContrastiveOptions()):
-        super().__init__(config.temperature, options)
-        self.config = config
+    Config = SupConConfig
 
     def objective(self, logits: torch.Tensor, c: Candidates, relevance, q, d_pos) -> torch.Tensor:
         return soft_target_loss(logits, c, (c.own | c.known).float())

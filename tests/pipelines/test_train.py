@@ -33,14 +33,19 @@ def _weights(folder: Path) -> dict:
     return {k: v for f in sorted(folder.rglob("model.safetensors")) for k, v in load_file(f).items()}
 
 
-def test_killed_training_resumes_to_the_same_weights(toy_beir, tiny_model, tmp_path):
-    job = _job(toy_beir, tiny_model, tmp_path / "killed")
+def _crash_after_step(job: TrainJob, step: int) -> None:
+    """Train in a child process that SIGKILLs itself after ``step``."""
     code = (f"from pipelines.train import TrainJob, run_training\nfrom pipelines.runtime import RayEnv\n"
             f"from retriever.training import TrainConfig\n"
-            f"job = {job!r}\nrun_training(job, crash_at=3)\n")
+            f"job = {job!r}\nrun_training(job, crash_at={step})\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-2000:]
+
+
+def test_killed_training_resumes_to_the_same_weights(toy_beir, tiny_model, tmp_path):
+    job = _job(toy_beir, tiny_model, tmp_path / "killed")
+    _crash_after_step(job, 3)
     assert (tmp_path / "killed" / "checkpoint" / "checkpoint.pt").is_file()
     assert not (tmp_path / "killed" / "model").exists()  # nothing half-written looks finished
     resumed = run_training(job)
@@ -65,12 +70,7 @@ def test_toolbox_options_train_and_resume_to_the_same_weights(toy_beir, tiny_mod
     """A learned temperature, a momentum queue, MoCHi points and cluster batches all live in the checkpoint: a
     run killed after step 3 and resumed ends where an unbroken one does, temperature and queue included."""
     job = _job(toy_beir, tiny_model, tmp_path / "killed", **TOOLBOX)
-    code = (f"from pipelines.train import TrainJob, run_training\nfrom pipelines.runtime import RayEnv\n"
-            f"from retriever.training import TrainConfig\n"
-            f"job = {job!r}\nrun_training(job, crash_at=3)\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == -9, proc.stderr[-2000:]
+    _crash_after_step(job, 3)
     import torch
 
     # the checkpoint of step 2 (every 2 steps): two batches of 4 documents queued
