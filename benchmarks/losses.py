@@ -36,6 +36,7 @@ ROWS = {
     "supcon": {"loss": "supcon"},
     "dcl": {"loss": "dcl"},
     "learned-temperature": {"learn_temperature": True},
+    "learned-temperature-lr1e-2": {"learn_temperature": True, "temperature_lr": 1e-2},
     "queue-4096": {"queue_size": 4096},
     "mochi-16+4": {"mix_negatives": 16, "mix_query": 4},
     "cluster-batches": {"batching": "cluster"},

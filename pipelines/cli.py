@@ -333,7 +333,8 @@ def cmd_train(a) -> tuple[int, dict]:
                       negatives=a.negatives if a.negatives is not None else (TrainConfig.negatives if a.pairs else 0),
                       max_seq_length=a.max_seq_length or None, grad_cache_chunk=a.grad_cache_chunk,
                       checkpoint_every=a.checkpoint_every, max_steps=a.max_steps, seed=a.seed,
-                      learn_temperature=a.learn_temperature, max_positives=a.max_positives,
+                      learn_temperature=a.learn_temperature, temperature_lr=a.temperature_lr,
+                      max_positives=a.max_positives,
                       graded_gain=a.graded_gain, queue_size=a.queue_size, queue_momentum=a.queue_momentum,
                       queue_margin=a.queue_margin, mix_negatives=a.mix_negatives, mix_query=a.mix_query,
                       mix_pool=a.mix_pool, batching=a.batching)
@@ -573,6 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "in the numerator (Khosla 2020); graded: qrels grades as soft targets")
     p.add_argument("--tau-plus", type=float, default=TrainConfig.tau_plus, help="class prior of the debiased loss")
     p.add_argument("--learn-temperature", action="store_true", help="learn the temperature, from --temperature")
+    p.add_argument("--temperature-lr", type=float, default=None, help="its learning rate (default: --lr)")
     p.add_argument("--max-positives", type=int, default=TrainConfig.max_positives,
                    help="supcon/graded: other judged positives of a query added to its batch, at most")
     p.add_argument("--graded-gain", choices=("exponential", "linear"), default=TrainConfig.graded_gain)

@@ -106,6 +106,7 @@ class TrainSection:
     # the contrastive toolbox (retriever/losses, retriever/training/queue.py, batching.py); off by default
     tau_plus: float = TrainConfig.tau_plus
     learn_temperature: bool = TrainConfig.learn_temperature
+    temperature_lr: float | None = TrainConfig.temperature_lr
     max_positives: int = TrainConfig.max_positives
     graded_gain: str = TrainConfig.graded_gain
     queue_size: int = TrainConfig.queue_size

@@ -64,6 +64,7 @@ class TrainConfig:
     seed: int = 0
     # the contrastive toolbox; each off by default
     learn_temperature: bool = False  # temperature as a parameter, starting at `temperature`
+    temperature_lr: float | None = None  # its learning rate (None: lr; at 5e-5 it barely moves in a fine-tuning run)
     max_positives: int = 8  # supcon / graded: a query's other judged positives added as candidates, at most
     graded_gain: str = "exponential"  # graded: 2^grade - 1, or "linear"
     queue_size: int = 0  # MoCo: earlier batches' documents as extra negatives (0: no queue)
@@ -99,6 +100,8 @@ class TrainConfig:
             ContrastiveOptions(queue_margin=self.queue_margin or None)
             if not 0 <= self.queue_momentum < 1:
                 raise ConfigError(f"train queue_momentum must be in [0, 1), got {self.queue_momentum}.")
+        if self.temperature_lr is not None and self.temperature_lr <= 0:
+            raise ConfigError(f"train temperature_lr must be > 0, got {self.temperature_lr}.")
         if self.loss == "graded" and self.graded_gain not in ("linear", "exponential"):
             raise ConfigError(f"train graded_gain must be 'linear' or 'exponential', got {self.graded_gain!r}.")
 
@@ -120,7 +123,7 @@ class TrainConfig:
         return out
 
 
-ADDED_FIELDS = ("learn_temperature", "max_positives", "graded_gain", "queue_size", "queue_momentum",
+ADDED_FIELDS = ("learn_temperature", "temperature_lr", "max_positives", "graded_gain", "queue_size", "queue_momentum",
                 "queue_margin", "mix_negatives", "mix_query", "mix_pool", "batching")
 
 
@@ -311,7 +314,7 @@ class ContrastiveTrainer:
         loss_fn = build_loss(cfg).to(device)
         cache = GradCache(loss_fn, GradCacheConfig(cfg.grad_cache_chunk)) if cfg.grad_cache_chunk else None
         opt, sched = make_optimizer(self.model, cfg.lr, cfg.weight_decay, self.total_steps, cfg.warmup,
-                                    list(loss_fn.parameters()))
+                                    list(loss_fn.parameters()), cfg.temperature_lr)
         extras: dict = {"loss": loss_fn}
         queue = momentum = None
         if cfg.queue_size:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 
-def make_optimizer(model, lr: float, weight_decay: float, total_steps: int, warmup: float, extra_params=()):
-    """``extra_params``: parameters outside the model (a learned temperature), without weight decay."""
+def make_optimizer(model, lr: float, weight_decay: float, total_steps: int, warmup: float, extra_params=(),
+                   extra_lr: float | None = None):
+    """``extra_params``: parameters outside the model (a learned temperature), without weight decay, at
+    ``extra_lr`` (default: ``lr``) under the same schedule."""
     import torch
 
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 or "LayerNorm" in name or "bias" in name else decay).append(p)
-    no_decay += [p for p in extra_params if p.requires_grad]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    extra = [p for p in extra_params if p.requires_grad]
+    if extra:
+        groups.append({"params": extra, "weight_decay": 0.0, "lr": extra_lr or lr})
+    opt = torch.optim.AdamW(groups, lr=lr)
     warm = max(1, int(total_steps * warmup))
 
     def schedule(step: int) -> float:

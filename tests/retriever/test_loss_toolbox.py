@@ -187,3 +187,20 @@ def test_train_config_checks_the_toolbox_options():
     # options at their defaults leave the fingerprint of the recipe as it was before they existed
     assert "queue_size" not in TrainConfig().fingerprint_dict()
     assert TrainConfig(queue_size=64).fingerprint_dict()["queue_size"] == 64
+
+
+def test_the_temperature_has_its_own_learning_rate_under_the_same_schedule():
+    from retriever.training.optim import make_optimizer
+
+    model = torch.nn.Linear(2, 2)
+    loss = InfoNCE(InfoNCEConfig(T), ContrastiveOptions(learn_temperature=True))
+    opt, sched = make_optimizer(model, 5e-5, 0.01, 10, 0.1, list(loss.parameters()), 1e-2)
+    assert opt.param_groups[2]["params"] == [loss.temperature.log_t] and opt.param_groups[2]["weight_decay"] == 0
+    for _ in range(3):
+        assert opt.param_groups[2]["lr"] / opt.param_groups[0]["lr"] == pytest.approx(200)
+        opt.step()
+        sched.step()
+    same, _ = make_optimizer(model, 5e-5, 0.01, 10, 0.1, list(loss.parameters()))
+    assert same.param_groups[2]["lr"] == same.param_groups[0]["lr"]
+    with pytest.raises(ConfigError, match="temperature_lr"):
+        TrainConfig(learn_temperature=True, temperature_lr=0)
