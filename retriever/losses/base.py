@@ -60,14 +60,15 @@ class Candidates(NamedTuple):
     known: torch.Tensor  # (B, C) known positives other than the own one
     dropped: torch.Tensor  # (B, C) columns this row ignores altogether
     own: torch.Tensor  # (B, C) the own positive (the diagonal of the first B columns)
+    docs: torch.Tensor  # the shared columns' vectors (positives, shared documents, queue), in column order
 
 
 def candidates(q: torch.Tensor, d_pos: torch.Tensor, d_neg: torch.Tensor | None = None,
                mask: torch.Tensor | None = None, queue: torch.Tensor | None = None,
-               queue_mask: torch.Tensor | None = None, queue_margin: float | None = None,
-               extra: torch.Tensor | None = None) -> Candidates:
-    shared = [d_pos] + [x for x in (d_neg, queue) if x is not None and x.numel()]
-    scores = q @ torch.cat(shared).T
+               queue_mask: torch.Tensor | None = None, queue_margin: float | None = None) -> Candidates:
+    """The shared columns: every query against the batch's positives, the shared documents and the queue."""
+    docs = torch.cat([d_pos] + [x for x in (d_neg, queue) if x is not None and x.numel()])
+    scores = q @ docs.T
     b, width = q.shape[0], scores.shape[1]
     known = torch.zeros(b, width, dtype=torch.bool, device=q.device)
     if mask is not None:
@@ -83,13 +84,17 @@ def candidates(q: torch.Tensor, d_pos: torch.Tensor, d_neg: torch.Tensor | None 
             drop |= scores[:, width - k:].detach() > queue_margin * own_score.unsqueeze(1)
         known[:, width - k:] = False
         dropped[:, width - k:] = drop
-    if extra is not None and extra.numel():  # (B, M, d): each query's own synthetic negatives
-        scores = torch.cat([scores, torch.einsum("bd,bmd->bm", q, extra)], dim=1)
-        pad = torch.zeros(b, extra.shape[1], dtype=torch.bool, device=q.device)
-        known, dropped = torch.cat([known, pad], dim=1), torch.cat([dropped, pad], dim=1)
     own = torch.zeros_like(known)
     own[:, :b] = torch.eye(b, dtype=torch.bool, device=q.device)
-    return Candidates(scores, known, dropped, own)
+    return Candidates(scores, known, dropped, own, docs)
+
+
+def with_extra(c: Candidates, q: torch.Tensor, extra: torch.Tensor) -> Candidates:
+    """``c`` with M more columns per query: ``extra`` (B, M, d), each query's own synthetic negatives."""
+    pad = torch.zeros(q.shape[0], extra.shape[1], dtype=torch.bool, device=q.device)
+    return Candidates(torch.cat([c.scores, torch.einsum("bd,bmd->bm", q, extra)], dim=1),
+                      torch.cat([c.known, pad], dim=1), torch.cat([c.dropped, pad], dim=1),
+                      torch.cat([c.own, pad], dim=1), c.docs)
 
 
 @dataclass(frozen=True)
@@ -118,15 +123,12 @@ class ContrastiveLoss(nn.Module):
     def forward(self, q: torch.Tensor, d_pos: torch.Tensor, d_neg: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, queue: torch.Tensor | None = None,
                 queue_mask: torch.Tensor | None = None, relevance: torch.Tensor | None = None) -> torch.Tensor:
-        extra = None
+        c = candidates(q, d_pos, d_neg, mask, queue, queue_mask, self.options.queue_margin)
         if self.options.mix is not None:
             from retriever.losses.mochi import mix_hard_negatives
 
-            base = candidates(q, d_pos, d_neg, mask, queue, queue_mask, self.options.queue_margin)
-            docs = torch.cat([d_pos] + [x for x in (d_neg, queue) if x is not None and x.numel()])
-            extra = mix_hard_negatives(q, docs, base.scores, base.known | base.dropped | base.own,
-                                       self.options.mix).mixed
-        c = candidates(q, d_pos, d_neg, mask, queue, queue_mask, self.options.queue_margin, extra)
+            c = with_extra(c, q, mix_hard_negatives(q, c.docs, c.scores, c.known | c.dropped | c.own,
+                                                    self.options.mix).mixed)
         if relevance is not None and relevance.shape[1] < c.scores.shape[1]:
             relevance = torch.nn.functional.pad(relevance, (0, c.scores.shape[1] - relevance.shape[1]))
         return self.objective(c.scores / self.temperature(), c, relevance, q, d_pos)

@@ -14,16 +14,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from retriever.types import ConfigError
+from retriever.losses.base import LossConfig
 
 
 @dataclass(frozen=True)
-class SpanLossConfig:
-    temperature: float = 0.05
-
-    def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}.")
+class SpanLossConfig(LossConfig):
+    """The temperature only."""
 
 
 class GroupwiseSpanLoss(nn.Module):
