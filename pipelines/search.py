@@ -31,24 +31,26 @@ class DenseSearcher:
         q = self.encoder.encode_queries([query_text])[0]
         return [float(q @ self._vector(d)) for d in doc_ids]
 
-    def _vector(self, doc_id: str) -> np.ndarray:
+    def _rows(self) -> dict[str, int]:
+        """Document id -> row of the index, built on first use."""
         if self._position is None:
             self._position = {d: i for i, d in enumerate(self.ids)}
-        return self.index.reconstruct(self._position[doc_id])
+        return self._position
+
+    def _vector(self, doc_id: str) -> np.ndarray:
+        return self.index.reconstruct(self._rows()[doc_id])
 
     def geometry(self, queries: Queries, qrels: dict, sample: int = 4096, seed: int = 0) -> dict:
         """Alignment over the judged (query, document) pairs and uniformity of a seeded sample of the corpus's
         vectors and of the queries (``retriever.eval.geometry``): what the model did to the space."""
         from retriever.eval.geometry import geometry
 
-        if self._position is None:
-            self._position = {d: i for i, d in enumerate(self.ids)}
         qids = sorted(q for q in qrels if q in queries)
         if not qids:
             return {}
         xq = self.encoder.encode_queries([queries[q] for q in qids])
-        judged = sorted({d for q in qids for d, g in qrels[q].items() if g > 0 and d in self._position})
-        xd = np.stack([self.index.reconstruct(self._position[d]) for d in judged]) if judged else xq[:0]
+        judged = sorted({d for q in qids for d, g in qrels[q].items() if g > 0 and d in self._rows()})
+        xd = np.stack([self._vector(d) for d in judged]) if judged else xq[:0]
         picked = np.random.default_rng(seed).choice(len(self.ids), size=min(sample, len(self.ids)), replace=False)
         corpus = np.stack([self.index.reconstruct(int(i)) for i in picked])
         return geometry(xq, qids, xd, judged, qrels, max_vectors=sample, seed=seed, corpus_sample=corpus)

@@ -97,6 +97,12 @@ def document_model_hash(folder: str) -> str:
     return model_hash(resolve_model(base) if base else folder)
 
 
+def embedding_dimension(model) -> int:
+    """A SentenceTransformer's output dimension (sentence-transformers 6 renamed the method)."""
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(getter())
+
+
 class BiEncoder:
     """Implements the ``Encoder`` protocol over a SentenceTransformer.
 
@@ -134,8 +140,7 @@ class BiEncoder:
 
     @property
     def dim(self) -> int:
-        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        return int(getter())
+        return embedding_dimension(self.model)
 
     @property
     def fingerprint(self) -> str:

@@ -161,11 +161,6 @@ def positive_mask(query_ids: Sequence[str], doc_ids: Sequence[str], positives: M
                          for r, q in enumerate(query_ids)], dtype=torch.bool)
 
 
-def _dimension(module) -> int:
-    get = getattr(module, "get_embedding_dimension", None) or module.get_sentence_embedding_dimension  # ST 6 renamed it
-    return int(get())
-
-
 def embedding_fn(model):
     """texts -> embeddings with gradients, normalized when the model is scored by cosine (as at search time)."""
     import torch
@@ -254,7 +249,7 @@ class ContrastiveTrainer:
         """Multi-positive losses: each row's other judged positives (at most ``max_positives``, drawn when there
         are more), as extra candidates; ones the batch already holds are not repeated."""
         have, out = set(pos_ids), []
-        known = set(self.doc_vectors[0]) if self.config.tower == "query" else None
+        known = self.doc_vectors[0] if self.config.tower == "query" else None  # id -> row of the fixed vectors
         for q, p in zip(qids, pos_ids):
             others = sorted(d for d in self.positives.get(q, ()) if d != p and d not in have
                             and (known is None or d in known))
@@ -301,6 +296,7 @@ class ContrastiveTrainer:
         import torch
 
         from retriever.losses import GradCache, GradCacheConfig
+        from retriever.encoders.bi_encoder import embedding_dimension
         from retriever.training.queue import MomentumEncoder, NegativeQueue
 
         cfg = self.config
@@ -318,7 +314,7 @@ class ContrastiveTrainer:
         extras: dict = {"loss": loss_fn}
         queue = momentum = None
         if cfg.queue_size:
-            queue = extras["queue"] = NegativeQueue(cfg.queue_size, _dimension(module))
+            queue = extras["queue"] = NegativeQueue(cfg.queue_size, embedding_dimension(module))
             if cfg.tower == "both":
                 momentum = extras["momentum"] = MomentumEncoder(module, cfg.queue_momentum)
                 key_encode = embedding_fn(momentum.model)
