@@ -89,7 +89,7 @@ def run_plain(prep, batch_size: int) -> dict:
 
 def run_local(prep, settings: dict, batch_size: int) -> dict:
     """densepipe's encoder in this process, over the same length-ordered chunks as the local engine and Ray."""
-    from pipelines.encode import EncodeBatch, chunk_plan
+    from pipelines.encode import EncodeBatch, shard_chunks
     from retriever.data.parquet import iter_corpus_shards
     from retriever.encoders import EncoderConfig
     from retriever.memory import peak_rss_mb
@@ -102,7 +102,7 @@ def run_local(prep, settings: dict, batch_size: int) -> dict:
     load = time.perf_counter() - t0
     ids, parts, seconds = [], [], 0.0
     for shard, docs in iter_corpus_shards(prep.corpus_dir):
-        for rows in chunk_plan(Path(prep.corpus_dir) / shard["file"], 1024):
+        for rows in shard_chunks(Path(prep.corpus_dir) / shard["file"], 1024):
             chunk = [docs[r] for r in rows]
             batch = {k: np.array([getattr(d, k) for d in chunk], dtype=object) for k in ("id", "title", "text")}
             t = time.perf_counter()

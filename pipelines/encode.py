@@ -135,19 +135,43 @@ def _write(out_dir: Path, index: int, ids: list[str], vectors: np.ndarray, meta:
     write_embedding_shard(out_dir, index, ids, vectors, {**meta, **extra})
 
 
-def chunk_plan(shard_file: str | os.PathLike, step: int) -> list[np.ndarray]:
+def text_lengths(titles, texts) -> np.ndarray:
+    """Characters (code points) of title + text per row, a missing one counting 0: what chunks are grouped by.
+    Columns as pyarrow arrays or Python lists."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    total = np.zeros(len(titles), dtype=np.int64)
+    for column in (titles, texts):
+        arr = column if isinstance(column, (pa.Array, pa.ChunkedArray)) else pa.array(column, pa.string())
+        total += pc.fill_null(pc.utf8_length(arr), 0).to_numpy().astype(np.int64)
+    return total
+
+
+def chunk_plan(lengths: np.ndarray, step: int) -> list[np.ndarray]:
     """A shard's rows, longest text first, cut into chunks of ``step``: each chunk holds texts of similar length
     (the encoder orders each chunk by token length again), so padding stays low across the whole shard rather
-    than within each run of ``step`` consecutive rows. Reads the title and text columns' lengths only."""
-    import pyarrow.compute as pc
+    than within each run of ``step`` consecutive rows."""
+    order = np.argsort(-np.asarray(lengths), kind="stable").astype(np.int64)
+    return [order[a:a + step] for a in range(0, len(order), step)]
+
+
+def shard_chunks(shard_file: str | os.PathLike, step: int) -> list[np.ndarray]:
+    """``chunk_plan`` of a corpus shard on disk, reading its title and text columns only."""
     import pyarrow.parquet as pq
 
     table = pq.read_table(shard_file, columns=["title", "text"])
-    lengths = np.zeros(table.num_rows, dtype=np.int64)
-    for name in ("title", "text"):
-        lengths += pc.fill_null(pc.utf8_length(table.column(name)), 0).to_numpy().astype(np.int64)
-    order = np.argsort(-lengths, kind="stable").astype(np.int64)
-    return [order[a:a + step] for a in range(0, len(order), step)]
+    return chunk_plan(text_lengths(table.column("title"), table.column("text")), step)
+
+
+def _assemble(count: int, parts: list) -> tuple[list[str], np.ndarray]:
+    """A shard's ids and vectors in its row order, from (rows, ids, vectors) per chunk in any order."""
+    ids = np.empty(count, dtype=object)
+    vectors = np.empty((count, parts[0][2].shape[1]), dtype=parts[0][2].dtype)
+    for rows, chunk_ids, chunk_vectors in parts:
+        ids[rows] = chunk_ids
+        vectors[rows] = chunk_vectors
+    return ids.tolist(), vectors
 
 
 def _encode_local(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file) -> None:
@@ -156,17 +180,16 @@ def _encode_local(corpus_dir, out_dir, config, pending, metas, bar, fail_once_fi
     for index, (shard, docs) in enumerate(iter_corpus_shards(corpus_dir)):
         if index not in shards:
             continue
-        vectors = None
-        for rows in chunk_plan(Path(corpus_dir) / shard["file"], config.rows_per_ray_batch):
+        parts = []
+        lengths = text_lengths([d.title for d in docs], [d.text for d in docs])
+        for rows in chunk_plan(lengths, config.rows_per_ray_batch):
             chunk = [docs[r] for r in rows]
             out = fn({"id": np.array([d.id for d in chunk], dtype=object),
                       "title": np.array([d.title for d in chunk], dtype=object),
                       "text": np.array([d.text for d in chunk], dtype=object)})
-            if vectors is None:
-                vectors = np.empty((len(docs), out["vector"].shape[1]), dtype=out["vector"].dtype)
-            vectors[rows] = out["vector"]
+            parts.append((rows, out["id"], out["vector"]))
             bar.update(len(chunk))
-        _write(out_dir, index, [d.id for d in docs], vectors, metas[shard["file"]], config.encoder)
+        _write(out_dir, index, *_assemble(len(docs), parts), metas[shard["file"]], config.encoder)
 
 
 class EncodeChunks:
@@ -218,7 +241,7 @@ def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file
     else:
         uris = {i: str((Path(corpus_dir) / s["file"]).resolve()) for i, s in pending}
     # planned a shard at a time, as the work reaches it: the driver holds one shard's row order, not the corpus's
-    todo = ((i, rows) for i, s in pending for rows in chunk_plan(Path(corpus_dir) / s["file"], step))
+    todo = ((i, rows) for i, s in pending for rows in shard_chunks(Path(corpus_dir) / s["file"], step))
     shards = dict(pending)
     parts: dict[int, list] = {i: [] for i, _ in pending}
     nodes: set[str] = set()
@@ -245,17 +268,11 @@ def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file
             submit(actor)
             nodes.add(out["node"])
             peak_rss = max(peak_rss, out["peak_rss_mb"])
-            parts[index].append((rows, out))
+            parts[index].append((rows, out["id"], out["vector"]))
             bar.update(len(rows))
-            if sum(len(r) for r, _ in parts[index]) == shards[index]["count"]:
-                count = shards[index]["count"]
-                ids = np.empty(count, dtype=object)
-                vectors = np.empty((count, parts[index][0][1]["vector"].shape[1]),
-                                   dtype=parts[index][0][1]["vector"].dtype)
-                for r, got in parts[index]:
-                    ids[r] = got["id"]
-                    vectors[r] = got["vector"]
-                _write(out_dir, index, ids.tolist(), vectors, metas[shards[index]["file"]], encoder_cfg)
+            count = shards[index]["count"]
+            if sum(len(p[0]) for p in parts[index]) == count:
+                _write(out_dir, index, *_assemble(count, parts[index]), metas[shards[index]["file"]], encoder_cfg)
                 del parts[index]
     finally:
         for actor in actors:

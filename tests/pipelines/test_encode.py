@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.encode import EncodeBatch, EncodeConfig, chunk_plan, encode_corpus
+from pipelines.encode import EncodeBatch, EncodeConfig, chunk_plan, encode_corpus, shard_chunks, text_lengths
 from pipelines.workspace import prepare
 from retriever.data.embeddings import read_embeddings
 from retriever.encoders import BiEncoder, EncoderConfig
@@ -105,12 +105,15 @@ def test_chunks_group_rows_by_length_and_vectors_return_to_shard_order(scifact_s
 
     prep = prepare(str(scifact_slice), docs_per_shard=50, max_docs=90)
     shard, docs = next(iter_corpus_shards(prep.corpus_dir))
-    plan = chunk_plan(Path(prep.corpus_dir) / shard["file"], 16)
+    plan = shard_chunks(Path(prep.corpus_dir) / shard["file"], 16)
     assert [len(c) for c in plan] == [16, 16, 16, 2]
     rows = np.concatenate(plan)
     assert sorted(rows.tolist()) == list(range(50))
     lengths = [len(docs[r].title) + len(docs[r].text) for r in rows]
     assert lengths == sorted(lengths, reverse=True) and rows.tolist() != list(range(50))
+    # the local engine plans from the documents in memory: the same chunks as from the shard's columns
+    in_memory = chunk_plan(text_lengths([d.title for d in docs], [d.text for d in docs]), 16)
+    assert [c.tolist() for c in in_memory] == [c.tolist() for c in plan]
     encode_corpus(prep.corpus_dir, tmp_path / "emb", EncodeConfig(EncoderConfig(), engine="local",
                                                                    rows_per_ray_batch=16), progress=False)
     ids, x = _emb(tmp_path / "emb")
