@@ -374,6 +374,22 @@ def cmd_hyde(a) -> tuple[int, dict]:
     return 0, info
 
 
+def cmd_generate_queries(a) -> tuple[int, dict]:
+    from pipelines.generate import GenerateJob, run_generate
+
+    job = GenerateJob(a.dataset, a.output, tuple(_csv(a.sources)), None if a.docs == 0 else a.docs, a.per_doc,
+                      a.generator, a.backend, a.endpoint_model, a.template, a.max_doc_chars, a.temperature, a.seed,
+                      a.max_new_tokens, a.gen_batch_size, tuple(_csv(a.filter)), a.k, _encoder_config(a),
+                      engine=a.engine, num_workers=a.num_workers, ray=_ray_env(a), max_docs=a.max_docs, cache=a.cache)
+    info = run_generate(job)
+    info.pop("job")
+    return 0, info
+
+
+def _csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip() and x.strip() != "none"]
+
+
 def cmd_leaderboard(a) -> tuple[int, dict]:
     from pipelines.leaderboard import leaderboard
 
@@ -641,6 +657,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("local", "ray"), default="local")
     p.add_argument("--max-queries", type=int, default=None)
     p.set_defaults(func=cmd_hyde)
+
+    p = sub.add_parser("generate-queries", help="label-free training pairs: queries generated for sampled "
+                       "documents (cached), title -> document pairs, a round-trip filter; writes a BEIR folder "
+                       "whose qrels/train.tsv `mine` and `train` read (no judgment of the dataset is opened)")
+    p.add_argument("--dataset", required=True, help="a BEIR folder (its corpus is all it reads) or name")
+    p.add_argument("--max-docs", type=int, default=None)
+    _add_encoder(p, shards=False, backend_flag="--encoder-backend")
+    _add_ray(p)
+    p.add_argument("--output", required=True, help="the pairs folder (BEIR), with generations/ and generate.json")
+    p.add_argument("--sources", default="generated", help="comma-separated: generated, title")
+    p.add_argument("--docs", type=int, default=1000, help="documents sampled for generation (0: all)")
+    p.add_argument("--per-doc", type=int, default=1, help="queries generated per sampled document")
+    p.add_argument("--generator", default="smollm2", help="as for `hyde`")
+    p.add_argument("--backend", choices=("transformers", "llama.cpp"), default="transformers")
+    p.add_argument("--endpoint-model", default=None)
+    from retriever.synthetic import QUERY_PROMPTS
+
+    p.add_argument("--template", default="question", help=f"prompt name ({', '.join(QUERY_PROMPTS)}) or a "
+                   "template with {document}")
+    p.add_argument("--max-doc-chars", type=int, default=1500, help="the document is cut to this in the prompt")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--gen-batch-size", type=int, default=16)
+    p.add_argument("--filter", default="bm25", help="round-trip retrievers, comma-separated (bm25, dense) or none")
+    p.add_argument("--k", type=int, default=10, help="keep a query whose source ranks within this many hits")
+    p.add_argument("--engine", choices=("local", "ray"), default="local")
+    p.add_argument("--cache", default=None, help="generations cache folder (default: OUTPUT/generations)")
+    p.set_defaults(func=cmd_generate_queries)
 
     p = sub.add_parser("leaderboard", help="one model (and BM25) on several BEIR datasets: a BEIR-style nDCG@10 "
                        "table with published figures and averages")

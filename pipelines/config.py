@@ -76,6 +76,28 @@ class DenseSection:
 
 
 @dataclass(frozen=True)
+class GenerateSection:
+    """Label-free training pairs (``pipelines/generate.py``): [mine] and [train] then read these pairs as their
+    training split instead of the dataset's judgments, which are never opened for training."""
+    sources: list[str] = field(default_factory=lambda: ["generated"])  # "generated" and/or "title"
+    docs: int | None = 1000  # documents sampled for generation; None: all
+    per_doc: int = 1
+    generator: str = "smollm2"
+    backend: str = "transformers"
+    endpoint_model: str | None = None
+    template: str = "question"
+    max_doc_chars: int = 1500
+    temperature: float = 0.7
+    seed: int = 0
+    max_new_tokens: int = 48
+    batch_size: int = 16
+    filter: list[str] = field(default_factory=lambda: ["bm25"])  # round-trip retrievers; [] keeps every pair
+    k: int = 10
+    engine: str = "local"
+    num_workers: int = 1
+
+
+@dataclass(frozen=True)
 class MineSection:
     split: str = "train"  # the labelled split to mine for (never the evaluation split)
     retrievers: list[str] = field(default_factory=lambda: ["bm25", "dense"])
@@ -157,10 +179,10 @@ class CompressSection:
     memory_budget: str | None = None
 
 
-STAGES = ("pretrain", "bm25", "encode", "dense", "mine", "train", "encode_tuned", "index", "search", "fuse",
+STAGES = ("pretrain", "bm25", "encode", "dense", "generate", "mine", "train", "encode_tuned", "index", "search", "fuse",
           "compress")
 _SECTIONS = {"run": RunSection, "pretrain": PretrainSection, "bm25": BM25Section, "encode": EncodeSection,
-             "dense": DenseSection, "mine": MineSection, "train": TrainSection, "index": IndexSection, "search": SearchSection,
+             "dense": DenseSection, "generate": GenerateSection, "mine": MineSection, "train": TrainSection, "index": IndexSection, "search": SearchSection,
              "fuse": FuseSection, "compress": CompressSection}
 
 
@@ -171,6 +193,7 @@ class PipelineConfig:
     bm25: BM25Section | None = None
     encode: EncodeSection | None = None
     dense: DenseSection | None = None
+    generate: GenerateSection | None = None
     mine: MineSection | None = None
     train: TrainSection | None = None
     index: IndexSection | None = None
@@ -253,6 +276,12 @@ def parse_config(data: dict, source: str = "config") -> PipelineConfig:
         if t.split == sections.get("run", RunSection()).split:
             raise ConfigError(f"{source}: [train].split = {t.split!r} is the evaluation split; train on another "
                               "(e.g. 'train').")
+    if "generate" in sections:
+        generate_job(sections["generate"], "-", "-")  # its own checks, now, before anything runs
+        if "train" not in sections:
+            raise ConfigError(f"{source}: stage [generate] writes training pairs: it needs stage [train].")
+        if "dense" in sections["generate"].filter and "encode" not in sections:
+            raise ConfigError(f"{source}: [generate] with the dense filter needs stage [encode].")
     if "pretrain" in sections:
         loop_config(PretrainConfig, sections["pretrain"])  # its own checks, now, before anything runs
     needs = {"index": "encode", "search": "index", "compress": "encode", "dense": "encode", "train": "encode",
@@ -263,6 +292,15 @@ def parse_config(data: dict, source: str = "config") -> PipelineConfig:
     if "fuse" in sections and ("bm25" not in sections or not {"search", "dense"} & set(sections)):
         raise ConfigError(f"{source}: stage [fuse] needs [bm25] and a dense run ([search] or [dense]).")
     return PipelineConfig(run=sections.get("run", RunSection()), **{k: v for k, v in sections.items() if k != "run"})
+
+
+def generate_job(section: GenerateSection, dataset: str, output: str, **kwargs):
+    """The ``GenerateJob`` a [generate] section describes (``kwargs``: what the run adds: encoder, Ray, slices)."""
+    from pipelines.generate import GenerateJob
+
+    body = dataclasses.asdict(section)
+    body["sources"], body["filter"] = tuple(body["sources"]), tuple(body["filter"])
+    return GenerateJob(dataset, output, **body, **kwargs)
 
 
 def loop_config(cls, section):

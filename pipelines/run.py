@@ -62,7 +62,7 @@ class PipelineRun:
                                 prep.dataset.qrels, self.config.run.split)}
         for stage in self.config.stages():
             section = self.config.section_dict(stage)
-            if stage in ("pretrain", "encode", "encode_tuned", "mine"):  # engine and workers: how, not what
+            if stage in ("pretrain", "encode", "encode_tuned", "generate", "mine"):  # engine and workers: how, not what
                 section = {k: v for k, v in section.items() if k not in ("engine", "num_workers")}
             keys[stage] = _key(stage, section, [keys[u] for u in self.upstream(stage)])
         return keys
@@ -73,12 +73,14 @@ class PipelineRun:
         final_vectors = "encode_tuned" if "encode_tuned" in stages else "encode"
         tuned = ["train"] if "train" in stages else []
         pretrained = ["pretrain"] if "pretrain" in stages else []
+        generated = ["generate"] if "generate" in stages else []
         return {"pretrain": ["prepare"], "bm25": ["prepare"], "encode": ["prepare", *pretrained], "dense": ["encode"],
-                "mine": ["prepare"] + (["encode"] if self.config.mine and "dense" in self.config.mine.retrievers
+                "generate": ["prepare"] + (["encode"] if "encode" in stages else []),
+                "mine": ["prepare", *generated] + (["encode"] if self.config.mine and "dense" in self.config.mine.retrievers
                                        else [])
                         + (["bm25"] if "bm25" in stages and self.config.mine and "bm25" in self.config.mine.retrievers
                            else []),  # [bm25] k1 and b shape the BM25 negatives
-                "train": ["prepare", "encode"] + (["mine"] if "mine" in stages else []),
+                "train": ["prepare", "encode", *generated] + (["mine"] if "mine" in stages else []),
                 "encode_tuned": ["train"], "index": [final_vectors], "search": ["index", *tuned],
                 "fuse": ["bm25", "search" if "search" in stages else "dense"],
                 "compress": [final_vectors, *tuned]}[stage]
@@ -209,6 +211,30 @@ class PipelineRun:
                 "metrics": evaluate(prep.dataset.qrels, run, DEFAULT_METRICS).to_dict(),
                 "geometry": searcher.geometry(prep.dataset.queries, prep.dataset.qrels)}
 
+    def _training_data(self) -> str:
+        """The dataset [mine] and [train] read their training split from: the generated pairs' folder when
+        [generate] is set (the run's dataset then lends only its corpus), else the run's dataset."""
+        if self.config.generate is None:
+            return self.config.run.dataset
+        from pipelines.workspace import slug
+
+        return str(self.dir / f"{slug(Path(self.config.run.dataset).name)}-generated")
+
+    def _stage_generate(self) -> dict:
+        from pipelines.config import generate_job
+        from pipelines.generate import run_generate
+
+        r = self.config.run
+        job = generate_job(self.config.generate, r.dataset, self._training_data(), encoder=self._encoder(),
+                           embeddings=str(self._embeddings()) if self.config.encode else None,
+                           bm25_k1=self.config.bm25.k1 if self.config.bm25 else 0.9,
+                           bm25_b=self.config.bm25.b if self.config.bm25 else 0.4, ray=self.ray_env(),
+                           docs_per_shard=r.docs_per_shard, max_docs=r.max_docs)
+        info = run_generate(job)
+        keep = ("output", "sampled_documents", "candidates", "kept", "pairs", "generation", "seconds",
+                "seconds_per_document_generating", "examples")
+        return {k: info[k] for k in keep}
+
     def _stage_mine(self) -> dict:
         from pipelines.mine import MineJob, mine_pairs
         from retriever.mining import MiningConfig
@@ -220,7 +246,7 @@ class PipelineRun:
         bm25 = {"bm25_k1": self.config.bm25.k1, "bm25_b": self.config.bm25.b} if self.config.bm25 else {}
         tables = {}
         for retriever in c.retrievers:
-            job = MineJob(r.dataset, str(self.dir / "mine" / f"{retriever}.parquet"), retriever, c.split, cfg,
+            job = MineJob(self._training_data(), str(self.dir / "mine" / f"{retriever}.parquet"), retriever, c.split, cfg,
                           self._encoder(), c.engine, c.num_workers, ray=self.ray_env(),
                           docs_per_shard=r.docs_per_shard, max_docs=r.max_docs, embeddings=str(self._embeddings()),
                           **bm25)
@@ -237,7 +263,7 @@ class PipelineRun:
         pairs = ()
         if self.config.mine is not None:
             pairs = tuple(str(self.dir / "mine" / f"{x}.parquet") for x in self.config.mine.retrievers)
-        job = TrainJob(r.dataset, str(self.dir / "train"), self._base_model(), c.split, pairs, c.held_out,
+        job = TrainJob(self._training_data(), str(self.dir / "train"), self._base_model(), c.split, pairs, c.held_out,
                        config=loop_config(TrainConfig, c), engine=c.engine, num_workers=c.num_workers,
                        ray=self.ray_env(),
                        docs_per_shard=r.docs_per_shard, max_docs=r.max_docs,
@@ -358,14 +384,28 @@ class PipelineRun:
                       f"{p['task']} pretraining of {self.config.encode.model} on {p['texts']} corpus texts (no "
                       f"queries, no qrels): {p['steps']} steps in {p['train_seconds']} s; final loss "
                       f"{p['final_loss']}.", "", "![pretraining loss](pretrain/loss.png)"]
+        if "generate" in results:
+            g, c = results["generate"], self.config.generate
+            gen = g["pairs"].get("generated", {})
+            lines += ["", "## Label-free training pairs", "",
+                      f"No judgment of {dataset} was read for training: {g['sampled_documents']} sampled documents, "
+                      f"{c.per_doc} query each from {c.generator} ({g['seconds_per_document_generating']} s per "
+                      f"document), {gen.get('candidates', 0)} usable, {gen.get('kept', 0)} kept by the round-trip "
+                      f"filter ({', '.join(c.filter) or 'none'}, source within the top {c.k})"
+                      + (f"; {g['pairs']['title']['kept']} title pairs" if "title" in g["pairs"] else "") + ".", ""]
+            lines += [f"- kept: {q}" for q in g["examples"]["kept"][:3]]
+            lines += [f"- dropped by the filter: {q}" for q in g["examples"]["dropped_by_filter"][:3]]
         if "train" in results:
             t = results["train"]
+            evals = t["held_out_evals"]
             lines += ["", "## Fine-tuning", "",
                       f"{t['examples']} training pairs, {t['steps']} steps in {t['train_seconds']} s; final loss "
-                      f"{t['final_loss']}. Held-out queries (from the training split) during training:", "",
-                      "| step | " + " | ".join(k for k in t["held_out_evals"][0] if k not in ("step", "epoch")) + " |",
-                      "|---|" + "---|" * (len(t["held_out_evals"][0]) - 2)]
-            for e in t["held_out_evals"]:
+                      f"{t['final_loss']}." + (" Held-out queries (from the training split) during training:"
+                                               if evals else " No queries were held out."), ""]
+            if evals:
+                lines += ["| step | " + " | ".join(k for k in evals[0] if k not in ("step", "epoch")) + " |",
+                          "|---|" + "---|" * (len(evals[0]) - 2)]
+            for e in evals:
                 lines.append(f"| {e['step']} | " + " | ".join(str(v) for k, v in e.items()
                                                               if k not in ("step", "epoch")) + " |")
             lines += ["", "![loss curve](train/loss.png)"]

@@ -40,7 +40,7 @@ class Prepared:
 
 def prepare(dataset: str, split: str = "test", docs_per_shard: int = 50_000, root: Path | None = None,
             report: ValidationReport | None = None, max_docs: int | None = None, topics: str | None = None,
-            qrels: str | None = None, need_qrels: bool = True) -> Prepared:
+            qrels: str | None = None, need_qrels: bool = True, labels: bool = True) -> Prepared:
     """Validate a dataset and cut its corpus into Parquet shards, streaming (skipped when the corpus file and the
     settings are unchanged); read its queries and the ``split``'s judgments.
 
@@ -49,7 +49,8 @@ def prepare(dataset: str, split: str = "test", docs_per_shard: int = 50_000, roo
     replace the folder's queries / judgments (TREC DL topics and qrels). The queries kept are the judged ones.
     ``report``: where problems are counted; None: the data policy's (accepted record-level problems are counted
     and warned about, corruption raises; see ``retriever/data/validation.py``). The corpus stays on disk:
-    ``dataset.corpus`` is a ``ShardCorpus``."""
+    ``dataset.corpus`` is a ``ShardCorpus``. ``labels=False``: the corpus alone; no queries or judgments are
+    opened, whatever the folder holds (the label-free path)."""
     from retriever.data.beir import check_qrels_ids
     from retriever.data.parquet import ShardCorpus
     from retriever.data.stream import corpus_file, prepare_corpus
@@ -58,12 +59,17 @@ def prepare(dataset: str, split: str = "test", docs_per_shard: int = 50_000, roo
     source = resolve_dataset(dataset)
     if report is None:
         report = policy_report()
-    name = source.name if max_docs is None else f"{source.name}-first{max_docs}"
+    # the work folder belongs to the corpus: a folder whose corpus file links another's (the label-free pairs
+    # folder) shares its corpus shards, Lucene index and embeddings
+    corpus_path = corpus_file(source)
+    owner = corpus_path.resolve().parent.name if corpus_path.is_symlink() else source.name
+    name = owner if max_docs is None else f"{owner}-first{max_docs}"
     folder = (root or work_root()) / slug(name)
     corpus_dir = folder / f"corpus-{docs_per_shard}"
-    prepare_corpus(corpus_file(source), corpus_dir, docs_per_shard, max_docs, report, data_policy())
+    prepare_corpus(corpus_path, corpus_dir, docs_per_shard, max_docs, report, data_policy())
     corpus = ShardCorpus(corpus_dir)
-    queries, judgments, qrels_path = read_queries_qrels(source, split, report, topics, qrels, need_qrels)
+    queries, judgments, qrels_path = (read_queries_qrels(source, split, report, topics, qrels, need_qrels) if labels
+                                      else ({}, None, ""))
     if judgments is not None:
         found = corpus.present({d for docs in judgments.values() for d in docs})
         if max_docs is None:  # a judged document missing from the corpus is flagged (and kept, as trec_eval does)
@@ -75,7 +81,8 @@ def prepare(dataset: str, split: str = "test", docs_per_shard: int = 50_000, roo
         queries = {q: queries[q] for q in judgments}
     warn_accepted(report, f"{source.name} ({split})")
     if queries:
-        write_queries(queries, folder / f"queries-{split}.parquet")
+        write_queries(queries, folder / (f"queries-{split}.parquet" if owner == source.name
+                                         else f"queries-{slug(source.name)}-{split}.parquet"))
     return Prepared(BeirDataset(source.name, split, corpus, queries, judgments or {}), folder, corpus_dir)
 
 

@@ -50,16 +50,24 @@ def sequential(generator: Generator, temperature: float, seed: int) -> GenerateM
 def hypothetical_documents(queries: Queries, generator: Generator, template: str, n: int, temperature: float,
                            seed: int, cache: GenerationCache, report: ExpansionReport, batch_size: int = 16,
                            generate: GenerateMany | None = None) -> dict[str, list[str]]:
-    """N texts per query: the cached ones, plus new generations for the missing sample indices, cached batch by
-    batch as they finish (a killed run keeps what it made). ``generate`` runs the batches (default: in this
-    process; the pipeline passes Ray actors)."""
-    settings = {**generator.settings(), "temperature": temperature, "seed": seed}
+    """N texts per query from the task prompt ``template`` (see ``generate_texts``)."""
     prompts = {q: render_prompt(template, text) for q, text in queries.items()}
-    keys = {q: [generation_key(generator.name, settings, prompts[q], i) for i in range(n)] for q in queries}
-    texts: dict[str, list[str | None]] = {q: [cache.get(k) for k in keys[q]] for q in queries}
-    report.queries += len(queries)
+    return generate_texts(prompts, generator, n, temperature, seed, cache, report, batch_size, generate)
+
+
+def generate_texts(prompts: dict[str, str], generator: Generator, n: int, temperature: float, seed: int,
+                   cache: GenerationCache, report: ExpansionReport, batch_size: int = 16,
+                   generate: GenerateMany | None = None, what: str = "hyde") -> dict[str, list[str]]:
+    """N texts per prompt (id -> rendered prompt): the cached ones, plus new generations for the missing sample
+    indices, cached batch by batch as they finish (a killed run keeps what it made). ``generate`` runs the
+    batches (default: in this process; the pipeline passes Ray actors). Failed and empty generations are dropped
+    and counted in ``report``."""
+    settings = {**generator.settings(), "temperature": temperature, "seed": seed}
+    keys = {q: [generation_key(generator.name, settings, prompts[q], i) for i in range(n)] for q in prompts}
+    texts: dict[str, list[str | None]] = {q: [cache.get(k) for k in keys[q]] for q in prompts}
+    report.queries += len(prompts)
     report.cached += sum(t is not None for ts in texts.values() for t in ts)
-    todo = [q for q in queries if any(t is None for t in texts[q])]
+    todo = [q for q in prompts if any(t is None for t in texts[q])]
     batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
     run = generate or sequential(generator, temperature, seed)
     done = 0
@@ -68,8 +76,7 @@ def hypothetical_documents(queries: Queries, generator: Generator, template: str
         done += len(batch)
         if isinstance(out, Exception):
             report.failed_batches += 1
-            log.warning("hyde: generation failed for %d queries (%s); they fall back to the plain query",
-                        len(batch), out)
+            log.warning("%s: generation failed for %d prompts (%s)", what, len(batch), out)
             continue
         rows = []
         for q, generated in zip(batch, out):
@@ -80,7 +87,7 @@ def hypothetical_documents(queries: Queries, generator: Generator, template: str
                                  "prompt": prompts[q], "sample": i})
         report.generated += len(rows)
         cache.put(rows)
-        log.warning("hyde: generated for %d of %d queries", done, len(todo))
+        log.warning("%s: generated for %d of %d prompts", what, done, len(todo))
     result = {}
     for q, ts in texts.items():
         report.empty += sum(t == "" for t in ts)

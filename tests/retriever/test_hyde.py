@@ -101,7 +101,11 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
             self.send_response(500)
             self.end_headers()
             return
-        if self.path.endswith("/chat/completions"):  # answers one choice per request, like llama.cpp's server
+        if body.get("model") == "echo":  # a query for a document prompt: its first words, or a useless heading
+            doc = body["messages"][0]["content"].split("Passage: ")[-1].split("\n")[0]
+            content = "Here is the question:" if "cohort 3" in doc else f"Question: {' '.join(doc.split()[:5])}?"
+            choices = [{"index": 0, "message": {"role": "assistant", "content": content}}]
+        elif self.path.endswith("/chat/completions"):  # answers one choice per request, like llama.cpp's server
             choices = [{"index": 0, "message": {"role": "assistant", "content": f" passage {body['seed']} "}}]
         else:
             choices = [{"index": i, "text": f"completion {i}"} for i in range(body["n"])]

