@@ -667,7 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ray(p)
     p.add_argument("--output", required=True, help="the pairs folder (BEIR), with generations/ and generate.json")
     p.add_argument("--sources", default="generated", help="comma-separated: generated, title")
-    p.add_argument("--docs", type=int, default=1000, help="documents sampled for generation (0: all)")
+    p.add_argument("--docs", type=int, default=1000, help="documents sampled, for both sources (0: all)")
     p.add_argument("--per-doc", type=int, default=1, help="queries generated per sampled document")
     p.add_argument("--generator", default="smollm2", help="as for `hyde`")
     p.add_argument("--backend", choices=("transformers", "llama.cpp"), default="transformers")

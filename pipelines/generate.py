@@ -1,7 +1,7 @@
 """The label-free stage (``densepipe generate-queries``, ``[generate]``): training pairs for a corpus without
-judgments. Queries are generated for a seeded sample of documents (the generations cached like HyDE's, in
-``OUTPUT/generations``, so a rerun generates nothing; in-process or on Ray actors), cleaned, optionally joined by
-title -> document pairs, and kept only when the round-trip filter's retrievers rank their source document within
+judgments. From a seeded sample of documents, queries are generated (the generations cached like HyDE's, in
+``OUTPUT/generations``, so a rerun generates nothing; in-process or on Ray actors) and cleaned, and/or title ->
+document pairs are taken; a pair is kept only when the round-trip filter's retrievers rank their source document within
 the top k. The result is a BEIR folder (``retriever/synthetic.write_pairs``) whose ``qrels/train.tsv`` the mining
 and training stages read as their training split.
 
@@ -35,7 +35,7 @@ class GenerateJob:
     dataset: str
     output: str  # the BEIR folder of pairs (and generations/, the cache)
     sources: tuple[str, ...] = ("generated",)  # "generated" queries and/or "title" -> document pairs
-    docs: int | None = 1000  # documents sampled for generation; None: all
+    docs: int | None = 1000  # documents sampled (both sources draw on them); None: all
     per_doc: int = 1  # queries generated per sampled document
     generator: str = "smollm2"
     backend: str = "transformers"  # for GGUF generators: "transformers" or "llama.cpp"
@@ -71,7 +71,8 @@ class GenerateJob:
 
 
 def _generate(job: GenerateJob, docs, report: ExpansionReport, generator=None) -> tuple[list[Pair], list[dict]]:
-    """Generated (query, source document) pairs, and the generations that gave no usable query."""
+    """Generated (query, source document) pairs, and the generations that gave no usable query: none could be
+    read out of it, or the same query came back for several documents (a generic one)."""
     from pipelines.hyde import _Lazy, _on_ray
 
     prompts = {d.id: render_query_prompt(job.template, d.title or "", d.text or "", job.max_doc_chars)
@@ -79,15 +80,19 @@ def _generate(job: GenerateJob, docs, report: ExpansionReport, generator=None) -
     texts = generate_texts(prompts, generator or _Lazy(job), job.per_doc, job.temperature, job.seed,
                            GenerationCache(job.cache or Path(job.output) / "generations"), report, job.batch_size,
                            _on_ray(job) if job.engine == "ray" else None, what="generate")
+    cleaned = {(doc_id, i): clean_query(text) for doc_id, generated in texts.items()
+               for i, text in enumerate(generated)}
+    sources: dict[str, set] = {}
+    for (doc_id, _), query in cleaned.items():
+        if query is not None:
+            sources.setdefault(query.lower(), set()).add(doc_id)
     pairs, unusable, seen = [], [], set()
-    for doc_id, generated in texts.items():
-        for i, text in enumerate(generated):
-            query = clean_query(text)
-            if query is None:
-                unusable.append({"doc_id": doc_id, "generation": text})
-            elif (doc_id, query.lower()) not in seen:  # the same query twice for one document counts once
-                seen.add((doc_id, query.lower()))
-                pairs.append(Pair(f"gen-{doc_id}-{i}", query, doc_id, "generated"))
+    for (doc_id, i), query in cleaned.items():
+        if query is None or len(sources[query.lower()]) > 1:  # nothing usable, or a generic query ("What is
+            unusable.append({"doc_id": doc_id, "generation": texts[doc_id][i]})  # the answer?") of several documents
+        elif (doc_id, query.lower()) not in seen:  # the same query twice for one document counts once
+            seen.add((doc_id, query.lower()))
+            pairs.append(Pair(f"gen-{doc_id}-{i}", query, doc_id, "generated"))
     return pairs, unusable
 
 
@@ -136,14 +141,13 @@ def run_generate(job: GenerateJob, generator=None) -> dict:
     report = ExpansionReport()
     pairs: list[Pair] = []
     unusable: list[dict] = []
-    sampled, empty = [], 0
+    sampled, empty = sample_documents(documents, job.docs, job.seed)  # both sources draw on the same sample
     if "generated" in job.sources:
-        sampled, empty = sample_documents(documents, job.docs, job.seed)
         generated, unusable = _generate(job, sampled, report, generator)
         pairs += generated
     t_gen = time.perf_counter() - t0
     if "title" in job.sources:
-        pairs += title_pairs(d for batch in corpus.batches(10_000) for d in batch)
+        pairs += title_pairs(sampled)
     t1 = time.perf_counter()
     kept, ranks = round_trip(pairs, _rankings(job, prep, pairs), job.k) if job.filter and pairs else (pairs, {})
     if not kept:

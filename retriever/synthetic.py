@@ -32,7 +32,8 @@ QUERY_PROMPTS = {
               "the query only.\nDocument: {document}\nQuery:",
 }
 
-_LABEL = re.compile(r"^\s*(?:[-*•\d.)]+\s*)?(?:question|query|claim|search query|answer)\s*[:：-]\s*", re.I)
+_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")  # a list item's marker
+_LABEL = re.compile(r"^\s*(?:question|query|claim|search query|answer|q|a)\s*[:：]\s*", re.I)
 
 
 def render_query_prompt(template: str, title: str, text: str, max_chars: int) -> str:
@@ -51,10 +52,11 @@ def render_query_prompt(template: str, title: str, text: str, max_chars: int) ->
 
 def clean_query(text: str, min_words: int = 3, max_words: int = 64) -> str | None:
     """The query in a generation: the first line that carries a label ("Question: ..."), else the first line
-    that is not a heading (ending in ":"), without its label, list marker, quotes or a lead-in before a question
+    that is not a heading (ending in ":"), without its label ("A:", "Query:"), list marker, quotes or a lead-in before a question
     ("The question is: What ...?"); None when nothing usable is
     left (empty, too short, too long)."""
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().endswith(":")]
+    lines = [_MARKER.sub("", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.endswith(":")]
     labelled = [line for line in lines if _LABEL.match(line)]
     for line in labelled[:1] or lines[:1]:
         line = _LABEL.sub("", line).strip()

@@ -23,6 +23,8 @@ from tests.retriever.test_hyde import _FakeOpenAI, fake_server  # noqa: F401 (th
     ("Here is the question:\n\n\"How do stem cells divide?\"", "How do stem cells divide?"),
     ("The answer to this question is: What limits insulin signalling?", "What limits insulin signalling?"),
     ("Some preamble line\nQuery: sleep apnea treatment outcomes", "sleep apnea treatment outcomes"),
+    ("1. What is the function of E3-14.7K?\n2. Another one?", "What is the function of E3-14.7K?"),
+    ('A: "What limits mosquito control in the field?"', "What limits mosquito control in the field?"),
     ("The answer to the question is:", None),
     ("No.", None),
     ("", None),
@@ -100,17 +102,19 @@ def _corpus_only(folder: Path) -> Path:
 
 
 def test_label_free_path_opens_no_judgments(tmp_path, capsys, fake_server):  # noqa: F811
-    """generate-queries -> mine -> train on a folder without queries or qrels; the filter's kept pairs are
-    exactly those whose source ranks within k; a rerun asks the generator nothing."""
+    """generate-queries -> mine -> train on a folder without queries or qrels; unusable and generic generations
+    are counted and dropped; the filter's kept pairs are exactly those whose source ranks within k; a rerun asks
+    the generator nothing."""
     data = _corpus_only(tmp_path / "corpus-only")
     pairs = tmp_path / "pairs"
     args = ["generate-queries", "--dataset", str(data), "--generator", fake_server, "--endpoint-model", "echo",
             "--docs", "0", "--filter", "dense", "--k", "2", "--output", str(pairs)]
     first = run_cli(capsys, *args)
     assert first["sampled_documents"] == 40 and first["empty_documents_skipped"] == 1
-    assert first["generation"]["generated"] == 40 and first["generation"]["unusable"] == 10  # the "cohort 3" ones
+    # "cohort 3" documents get a heading only, "cohort 2" ones a generic query shared by ten documents
+    assert first["generation"]["generated"] == 40 and first["generation"]["unusable"] == 20
     candidates = [json.loads(line) for line in (pairs / "candidates.jsonl").read_text().splitlines()]
-    assert len(candidates) == 30 == first["candidates"]
+    assert len(candidates) == 20 == first["candidates"]
     kept = [c for c in candidates if c["rank_dense"] is not None and c["rank_dense"] <= 2]
     assert [c["kept"] for c in candidates] == [c in kept for c in candidates] and 0 < len(kept) == first["kept"]
     qrels = (pairs / "qrels" / "train.tsv").read_text().splitlines()[1:]

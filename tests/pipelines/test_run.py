@@ -32,6 +32,8 @@ def test_shipped_configs_parse():
     for name in ("scifact", "quick"):
         cfg = load_config(f"configs/{name}.toml")
         assert cfg.stages() == ["bm25", "encode", "dense", "mine", "train", "index", "search", "fuse", "compress"]
+    label_free = load_config("configs/scifact-label-free.toml")
+    assert label_free.stages() == ["bm25", "encode", "dense", "generate", "mine", "train", "index", "search", "fuse"]
 
 
 def test_cli_rejects_bad_config_before_running(tmp_path, capsys):
@@ -142,6 +144,9 @@ def _report_renders_with_its_loss_curve(html, png) -> None:
     ({"encode": {}, "mine": {"retrievers": ["splade"]}}, "[mine].retrievers must list"),
     ({"encode": {}, "train": {"tower": "doc", "negatives": 0}}, "tower must be"),
     ({"mine": {}}, "needs stage [encode]"),
+    ({"encode": {}, "generate": {}}, "stage [generate] writes training pairs: it needs stage [train]"),
+    ({"encode": {}, "generate": {"filter": ["splade"]}, "train": {"negatives": 0}}, "generate filter must be"),
+    ({"encode": {}, "generate": {"sources": []}, "train": {"negatives": 0}}, "generate sources must be"),
 ])
 def test_bad_training_configs_are_rejected(data, needle):
     with pytest.raises(ConfigError) as e:

@@ -103,7 +103,8 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
             return
         if body.get("model") == "echo":  # a query for a document prompt: its first words, or a useless heading
             doc = body["messages"][0]["content"].split("Passage: ")[-1].split("\n")[0]
-            content = "Here is the question:" if "cohort 3" in doc else f"Question: {' '.join(doc.split()[:5])}?"
+            content = ("Here is the question:" if "cohort 3" in doc else 'A: "What is the answer?"'
+                       if "cohort 2" in doc else f"Question: {' '.join(doc.split()[:5])}?")
             choices = [{"index": 0, "message": {"role": "assistant", "content": content}}]
         elif self.path.endswith("/chat/completions"):  # answers one choice per request, like llama.cpp's server
             choices = [{"index": 0, "message": {"role": "assistant", "content": f" passage {body['seed']} "}}]
