@@ -51,10 +51,10 @@ def render_query_prompt(template: str, title: str, text: str, max_chars: int) ->
 
 
 def clean_query(text: str, min_words: int = 3, max_words: int = 64) -> str | None:
-    """The query in a generation: the first line that carries a label ("Question: ..."), else the first line
-    that is not a heading (ending in ":"), without its label ("A:", "Query:"), list marker, quotes or a lead-in before a question
-    ("The question is: What ...?"); None when nothing usable is
-    left (empty, too short, too long)."""
+    """The query in a generation: the first line that carries a label ("Question: ...", "A: ..."), else the
+    first line that is not a heading (ending in ":"), without its label, list marker, quotes or a lead-in before
+    a question ("The question is: What ...?"); None when nothing usable is left (empty, too short, too long, or
+    a loop: fewer distinct words than half its words)."""
     lines = [_MARKER.sub("", line).strip() for line in text.splitlines()]
     lines = [line for line in lines if line and not line.endswith(":")]
     labelled = [line for line in lines if _LABEL.match(line)]
@@ -64,7 +64,8 @@ def clean_query(text: str, min_words: int = 3, max_words: int = 64) -> str | Non
         if sep and tail.rstrip().endswith("?") and len(tail.split()) >= min_words:
             line = tail  # "The question is: What ...?"
         line = line.strip().strip("\"'“”‘’`").strip()
-        if line and min_words <= len(line.split()) <= max_words:
+        words = line.lower().split()
+        if min_words <= len(words) <= max_words and len(set(words)) >= len(words) / 2:  # not a loop of words
             return line
     return None
 

@@ -27,6 +27,7 @@ from tests.retriever.test_hyde import _FakeOpenAI, fake_server  # noqa: F401 (th
     ('A: "What limits mosquito control in the field?"', "What limits mosquito control in the field?"),
     ("The answer to the question is:", None),
     ("No.", None),
+    ("Can you explain the story of the story of the story of the story of the story", None),
     ("", None),
     (" ".join(["word"] * 80), None),
 ])
