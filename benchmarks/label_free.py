@@ -6,6 +6,7 @@ judgment of the collection is read. Rows:
 - generated: one query per sampled document from SmolLM2-135M-Instruct (``densepipe generate-queries``), unfiltered;
 - generated-bm25: the same queries kept only when BM25 ranks their source document within the top 10 (round trip);
 - generated-bm25+title: both sources, filtered;
+- generated-strict (+title): kept only when BM25 *and* the base dense model rank the source within their top 3;
 - pretrain+generated-bm25: span pretraining (COSTA, the `pretrain` defaults) first, then the filtered pairs.
 
 Each trained row: the default fine-tuning recipe of `densepipe train` (query tower against the base model's fixed
@@ -34,12 +35,14 @@ HERE = Path(__file__).resolve().parent
 BASE = "sentence-transformers/all-MiniLM-L6-v2"
 OUTPUT = HERE / "results" / "label_free.json"
 SAMPLE = {"scifact": 1500, "cisi": None}  # documents sampled (CISI: all 1,460)
-ROWS = {  # name -> (sources, round-trip filter, pretrained first)
-    "title": (("title",), (), False),
-    "generated": (("generated",), (), False),
-    "generated-bm25": (("generated",), ("bm25",), False),
-    "generated-bm25+title": (("generated", "title"), ("bm25",), False),
-    "pretrain+generated-bm25": (("generated",), ("bm25",), True),
+ROWS = {  # name -> (sources, round-trip filter, its k, pretrained first)
+    "title": (("title",), (), 10, False),
+    "generated": (("generated",), (), 10, False),
+    "generated-bm25": (("generated",), ("bm25",), 10, False),
+    "generated-bm25+title": (("generated", "title"), ("bm25",), 10, False),
+    "generated-strict": (("generated",), ("bm25", "dense"), 3, False),  # both retrievers, top 3
+    "generated-strict+title": (("generated", "title"), ("bm25", "dense"), 3, False),
+    "pretrain+generated-bm25": (("generated",), ("bm25",), 10, True),
 }
 FUSIONS = {"rrf": {"method": "rrf"}, "convex-zscore": {"method": "convex", "norm": "zscore"}}
 METRICS = ["ndcg@10", "mrr@10", "recall@100"]
@@ -73,13 +76,13 @@ def bm25_run(dataset: str, folder: Path) -> dict:
     return read_run(path)
 
 
-def pairs_folder(dataset: str, folder: Path, sources: tuple, filt: tuple) -> dict:
+def pairs_folder(dataset: str, folder: Path, sources: tuple, filt: tuple, k: int) -> dict:
     from pipelines.generate import GenerateJob, run_generate
 
-    out = folder / ("pairs-" + "+".join(sources) + "-" + ("+".join(filt) or "none"))
+    out = folder / ("pairs-" + "+".join(sources) + "-" + ("+".join(filt) or "none") + ("" if k == 10 else f"-k{k}"))
     if (out / "generate.json").is_file():
         return json.loads((out / "generate.json").read_text())
-    return run_generate(GenerateJob(dataset, str(out), sources, SAMPLE.get(dataset, 1000), filter=filt,
+    return run_generate(GenerateJob(dataset, str(out), sources, SAMPLE.get(dataset, 1000), filter=filt, k=k,
                                     cache=str(folder / "generations")))
 
 
@@ -168,8 +171,8 @@ def main() -> None:
                                                         "ndcg@10").t_pvalue, 5)}
         save()
         for name in names:
-            sources, filt, pretrain_first = ROWS[name]
-            info = pairs_folder(dataset, folder, sources, filt)
+            sources, filt, k, pretrain_first = ROWS[name]
+            info = pairs_folder(dataset, folder, sources, filt, k)
             start = pretrained(dataset, folder) if pretrain_first else BASE
             pairs = info["output"]
             tables = mined(pairs, start, folder / "mined" / (Path(pairs).name + ("-pretrained" if pretrain_first
