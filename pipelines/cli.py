@@ -109,6 +109,19 @@ def _add_encoder(p: argparse.ArgumentParser, shards: bool = True, dtype: bool = 
         p.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="stored vector type")
 
 
+def _add_generator(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
+    """The text generator's options (``hyde``, ``generate-queries``)."""
+    p.add_argument("--generator", default="smollm2", help="smollm2 | gemma3-270m | a model folder | a .gguf "
+                   "file | an http(s):// OpenAI-compatible endpoint")
+    p.add_argument("--backend", choices=("transformers", "llama.cpp"), default="transformers",
+                   help="GGUF generators: dequantized transformers (cached) or quantized llama.cpp")
+    p.add_argument("--endpoint-model", default=None, help="the served model's name (endpoint generators)")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    p.add_argument("--gen-batch-size", type=int, default=16, help="prompts per generation call")
+
+
 def _add_loop(p: argparse.ArgumentParser, defaults) -> None:
     """Options of the training loops (fine-tuning and pretraining), defaulting to ``defaults`` (the loop's config
     class), so the CLI trains with the same recipe as the Python API."""
@@ -638,22 +651,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoder(p, shards=False, backend_flag="--encoder-backend")
     _add_ray(p)
     p.add_argument("--output", required=True, help="folder: generations/ cache, query_vectors.parquet, run.trec")
-    p.add_argument("--generator", default="smollm2", help="smollm2 | gemma3-270m | a model folder | a .gguf "
-                   "file | an http(s):// OpenAI-compatible endpoint")
-    p.add_argument("--backend", choices=("transformers", "llama.cpp"), default="transformers",
-                   help="GGUF generators: dequantized transformers (cached) or quantized llama.cpp")
-    p.add_argument("--endpoint-model", default=None, help="the served model's name (endpoint generators)")
+    _add_generator(p, max_new_tokens=128)
     from retriever.hyde.prompts import PROMPTS
 
     p.add_argument("--template", default="web", help=f"prompt name ({', '.join(PROMPTS)}) or a template "
                    "with {query}")
     p.add_argument("--n", type=int, default=4, help="hypothetical documents per query")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--exclude-query", action="store_true", help="average the documents only")
     p.add_argument("--k", type=int, default=1000)
-    p.add_argument("--gen-batch-size", type=int, default=16, help="prompts per generation call")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
     p.add_argument("--max-queries", type=int, default=None)
     p.set_defaults(func=cmd_hyde)
@@ -669,18 +674,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sources", default="generated", help="comma-separated: generated, title")
     p.add_argument("--docs", type=int, default=1000, help="documents sampled, for both sources (0: all)")
     p.add_argument("--per-doc", type=int, default=1, help="queries generated per sampled document")
-    p.add_argument("--generator", default="smollm2", help="as for `hyde`")
-    p.add_argument("--backend", choices=("transformers", "llama.cpp"), default="transformers")
-    p.add_argument("--endpoint-model", default=None)
+    _add_generator(p, max_new_tokens=48)
     from retriever.synthetic import QUERY_PROMPTS
 
     p.add_argument("--template", default="question", help=f"prompt name ({', '.join(QUERY_PROMPTS)}) or a "
                    "template with {document}")
     p.add_argument("--max-doc-chars", type=int, default=1500, help="the document is cut to this in the prompt")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--gen-batch-size", type=int, default=16)
     p.add_argument("--filter", default="bm25", help="round-trip retrievers, comma-separated (bm25, dense) or none")
     p.add_argument("--k", type=int, default=10, help="keep a query whose source ranks within this many hits")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
