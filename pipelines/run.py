@@ -386,13 +386,20 @@ class PipelineRun:
                       f"{p['final_loss']}.", "", "![pretraining loss](pretrain/loss.png)"]
         if "generate" in results:
             g, c = results["generate"], self.config.generate
-            gen = g["pairs"].get("generated", {})
+            parts = []
+            if "generated" in c.sources:
+                gen = g["pairs"].get("generated", {})
+                parts.append(f"{c.per_doc} query per document from {c.generator} "
+                             f"({g['seconds_per_document_generating']} s per document), {gen.get('candidates', 0)} "
+                             f"usable, {gen.get('kept', 0)} kept")
+            if "title" in c.sources:
+                title = g["pairs"].get("title", {})
+                parts.append(f"{title.get('candidates', 0)} title -> document pairs, {title.get('kept', 0)} kept")
+            kept_by = (f" (kept: the round-trip filter, {', '.join(c.filter)} ranks the source within its top {c.k})"
+                       if c.filter else " (no round-trip filter)")
             lines += ["", "## Label-free training pairs", "",
-                      f"No judgment of {dataset} was read for training: {g['sampled_documents']} sampled documents, "
-                      f"{c.per_doc} query each from {c.generator} ({g['seconds_per_document_generating']} s per "
-                      f"document), {gen.get('candidates', 0)} usable, {gen.get('kept', 0)} kept by the round-trip "
-                      f"filter ({', '.join(c.filter) or 'none'}, source within the top {c.k})"
-                      + (f"; {g['pairs']['title']['kept']} title pairs" if "title" in g["pairs"] else "") + ".", ""]
+                      f"No judgment of {dataset} was read for training: {g['sampled_documents']} sampled documents; "
+                      + "; ".join(parts) + kept_by + ".", ""]
             lines += [f"- kept: {q}" for q in g["examples"]["kept"][:3]]
             lines += [f"- dropped by the filter: {q}" for q in g["examples"]["dropped_by_filter"][:3]]
         if "train" in results:
