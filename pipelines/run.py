@@ -231,9 +231,9 @@ class PipelineRun:
                            bm25_b=self.config.bm25.b if self.config.bm25 else 0.4, ray=self.ray_env(),
                            docs_per_shard=r.docs_per_shard, max_docs=r.max_docs)
         info = run_generate(job)
-        keep = ("output", "sampled_documents", "candidates", "kept", "pairs", "generation", "seconds",
+        keep = ("output", "sampled_documents", "candidates", "kept", "pairs", "generation",
                 "seconds_per_document_generating", "examples")
-        return {k: info[k] for k in keep}
+        return {**{k: info[k] for k in keep}, "timing": info["seconds"]}  # "seconds" is the stage's own
 
     def _stage_mine(self) -> dict:
         from pipelines.mine import MineJob, mine_pairs

@@ -169,7 +169,9 @@ def test_run_trains_on_generated_pairs_when_the_dataset_has_no_train_split(tiny_
     assert train["examples"] == generated["kept"] == sum(
         1 for _ in open(out / "test-only-generated" / "qrels" / "train.tsv")) - 1
     assert result["metrics"]["search"]["num_queries"] == 10
-    assert "## Label-free training pairs" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "## Label-free training pairs" in report and "(no round-trip filter)" in report
+    assert isinstance(generated["seconds"], float) and set(generated["timing"]) == {"generate", "filter"}
     assert all(s["skipped"] for s in run_cli(capsys, "run", str(cfg))["stages"].values())
 
 
