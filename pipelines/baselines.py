@@ -60,12 +60,11 @@ def run_bm25(dataset: str, split: str, output: str, k: int = 1000, k1: float = 0
     """``heap_mb``: the JVM's heap (default: from the corpus size); the peak memory of the indexing and search
     children (the JVMs) is reported."""
     from retriever.atomic import read_json
-    from retriever.sparse import BM25Config, BM25Searcher, build_lucene_index
+    from retriever.sparse import BM25Config, BM25Searcher
 
     t0 = time.perf_counter()
     prep = _prepare(dataset, split, topics, max_docs=max_docs)
-    index_dir = build_lucene_index(prep.dataset.corpus, prep.folder / "lucene-flat", threads=threads,
-                                   heap_mb=heap_mb)
+    index_dir = prep.lucene_index(threads, heap_mb)
     t1 = time.perf_counter()
     searcher = BM25Searcher(index_dir, BM25Config(k1=k1, b=b, threads=threads, remove_query=remove_query,
                                                   heap_mb=heap_mb))
@@ -102,12 +101,13 @@ def run_dense(dataset: str, split: str, output: str, encoder: EncoderConfig, k: 
                     "geometry": searcher.geometry(prep.dataset.queries, prep.dataset.qrels)}, remove_query, topics)
 
 
-def dense_searcher(prep: Prepared, encoder: EncoderConfig, encode=None):
+def dense_searcher(prep: Prepared, encoder: EncoderConfig, encode=None, embeddings=None):
     """Encode the prepared corpus (cached shards are reused; ``encode``: an EncodeConfig, default in-process) and
-    return an exact inner-product DenseSearcher."""
+    return an exact inner-product DenseSearcher. ``embeddings``: where the vectors live (default: the work
+    cache's folder for the model)."""
     from pipelines.encode import EncodeConfig, encode_corpus
 
-    emb_dir = prep.embeddings_dir(encoder.model)
+    emb_dir = embeddings or prep.embeddings_dir(encoder.model)
     encode_corpus(prep.corpus_dir, emb_dir, encode or EncodeConfig(encoder, engine="local"))
     return flat_searcher(emb_dir, encoder)
 

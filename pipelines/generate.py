@@ -104,21 +104,18 @@ def _rankings(job: GenerateJob, prep, pairs: list[Pair]) -> dict[str, dict[str, 
         if name == "bm25":
             import os
 
-            from retriever.sparse import BM25Config, BM25Searcher, build_lucene_index
+            from retriever.sparse import BM25Config, BM25Searcher
 
-            index = build_lucene_index(prep.dataset.corpus, prep.folder / "lucene-flat", threads=os.cpu_count() or 1)
-            searcher = BM25Searcher(index, BM25Config(k1=job.bm25_k1, b=job.bm25_b))
+            searcher = BM25Searcher(prep.lucene_index(threads=os.cpu_count() or 1),
+                                    BM25Config(k1=job.bm25_k1, b=job.bm25_b))
             try:
                 run = searcher.search(queries, job.k)
             finally:
                 searcher.close()
         else:
-            from pipelines.baselines import flat_searcher
-            from pipelines.encode import EncodeConfig, encode_corpus
+            from pipelines.baselines import dense_searcher
 
-            emb = job.embeddings or prep.embeddings_dir(job.encoder.model)
-            encode_corpus(prep.corpus_dir, emb, EncodeConfig(job.encoder, engine="local"))
-            run = flat_searcher(emb, job.encoder).search(queries, job.k)
+            run = dense_searcher(prep, job.encoder, embeddings=job.embeddings).search(queries, job.k)
         out[name] = {q: [d for d, _ in sorted(hits.items(), key=lambda x: (-x[1], x[0]))] for q, hits in run.items()}
     return out
 

@@ -81,10 +81,7 @@ class MineShard:
 def _source(job: MineJob, prep: Prepared) -> tuple[str, str | None]:
     """Build what the searchers read (the Lucene index, or the corpus embeddings), once, before sharding."""
     if job.retriever == "bm25":
-        from retriever.sparse import build_lucene_index
-
-        return str(build_lucene_index(prep.dataset.corpus, prep.folder / "lucene-flat",
-                                      threads=os.cpu_count() or 1)), None
+        return str(prep.lucene_index(threads=os.cpu_count() or 1)), None
     from pipelines.encode import EncodeConfig, encode_corpus
 
     emb = job.embeddings or prep.embeddings_dir(job.encoder.model)

@@ -32,6 +32,12 @@ class Prepared:
     def data_hash(self) -> str:
         return self.dataset.corpus.data_hash
 
+    def lucene_index(self, threads: int = 1, heap_mb: int | None = None) -> Path:
+        """The corpus's Lucene index (Pyserini's flat BEIR layout), built once per corpus content."""
+        from retriever.sparse import build_lucene_index
+
+        return build_lucene_index(self.dataset.corpus, self.folder / "lucene-flat", threads=threads, heap_mb=heap_mb)
+
     def embeddings_dir(self, model: str) -> Path:
         """Where ``model``'s corpus vectors live; a model whose documents route to its base model shares the base's."""
         model = document_encoder(resolve_model(model)) or model
