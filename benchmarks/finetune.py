@@ -58,7 +58,7 @@ def table_margin(kind: str) -> float | None:
     return {"filtered": 0.95, "unfiltered": None}[kind]
 
 
-def mined_tables(folder: Path, names: set[str]) -> dict:
+def mined_tables(folder: Path, names: set[str], dataset: str = "scifact") -> dict:
     from pipelines.mine import MineJob, mine_pairs
     from retriever.mining import MiningConfig
 
@@ -69,20 +69,22 @@ def mined_tables(folder: Path, names: set[str]) -> dict:
         report_path = folder / f"{name}.json"
         if not (path.is_file() and report_path.is_file()):
             cfg = MiningConfig(margin=table_margin(kind))
-            report = mine_pairs(MineJob("scifact", str(path), retriever, "train", cfg))
+            report = mine_pairs(MineJob(dataset, str(path), retriever, "train", cfg))
             report_path.write_text(json.dumps(report, indent=2))
         reports[name] = json.loads(report_path.read_text())
     return reports
 
 
-def evaluate_model(model: str, split: str = "test") -> tuple[dict, dict, float]:
+def evaluate_model(model: str, split: str = "test", dataset: str = "scifact") -> tuple[dict, dict, float]:
+    """nDCG@10, MRR@10 and Recall@100 of a dense model over the whole corpus (cached embeddings per model), the
+    per-query scores for paired tests, and the seconds it took."""
     from pipelines.baselines import dense_searcher
     from pipelines.workspace import prepare
     from retriever.encoders import EncoderConfig
     from retriever.eval import evaluate
 
     t0 = time.perf_counter()
-    prep = prepare("scifact", split)
+    prep = prepare(dataset, split)
     searcher = dense_searcher(prep, EncoderConfig(model=model))
     res = evaluate(prep.dataset.qrels, searcher.search(prep.dataset.queries, 100), ["ndcg@10", "mrr@10", "recall@100"])
     return {k: round(v, 5) for k, v in res.aggregate.items()}, res.per_query, time.perf_counter() - t0

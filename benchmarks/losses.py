@@ -44,18 +44,6 @@ ROWS = {
 PEER = "sentence-transformers-mnrl"
 
 
-def evaluate_model(dataset: str, model: str) -> tuple[dict, dict]:
-    from pipelines.baselines import dense_searcher
-    from pipelines.workspace import prepare
-    from retriever.encoders import EncoderConfig
-    from retriever.eval import evaluate
-
-    prep = prepare(dataset, "test")
-    searcher = dense_searcher(prep, EncoderConfig(model=model))
-    res = evaluate(prep.dataset.qrels, searcher.search(prep.dataset.queries, 100), ["ndcg@10", "mrr@10", "recall@100"])
-    return {k: round(v, 5) for k, v in res.aggregate.items()}, res.per_query
-
-
 def mined(dataset: str, folder: Path) -> list[str]:
     from pipelines.mine import MineJob, mine_pairs
     from retriever.mining import MiningConfig
@@ -125,7 +113,11 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--combo", default=None, help="name=json overrides of an extra row, e.g. "
                     "'supcon+queue={\"loss\": \"supcon\", \"queue_size\": 4096}'")
+    ap.add_argument("--table", action="store_true", help="print the tables of the last results and stop")
     a = ap.parse_args()
+    if a.table:
+        print(table(json.loads(OUTPUT.read_text())))
+        return
     from pipelines.train import TrainJob, run_training
     from pipelines.workspace import work_root
     from retriever.eval import paired_test
@@ -142,6 +134,7 @@ def main() -> None:
     seeds = [int(s) for s in a.seeds.split(",")]
     result = json.loads(OUTPUT.read_text()) if OUTPUT.is_file() else {"datasets": {}}
     sys.path.insert(0, str(HERE))
+    from finetune import evaluate_model
     from provenance import provenance
 
     for dataset in a.datasets.split(","):
@@ -149,7 +142,7 @@ def main() -> None:
         (folder / "mined").mkdir(parents=True, exist_ok=True)
         pairs = mined(dataset, folder / "mined")
         entry = result["datasets"].setdefault(dataset, {"rows": {}})
-        base_metrics, base_pq = evaluate_model(dataset, BASE)
+        base_metrics, base_pq, _ = evaluate_model(BASE, "test", dataset)
         entry["base"] = {"model": BASE, "metrics": base_metrics}
         entry["mining"] = {Path(p).stem: json.loads((folder / "mined" / f"{Path(p).stem}.json").read_text())["report"]
                            for p in pairs}
@@ -168,7 +161,7 @@ def main() -> None:
                     info = run_training(job)
                     model, info["config"] = info["model"], {k: v for k, v in cfg.to_dict().items()
                                                             if k in rows[name] or k == "seed"}
-                metrics, pq = evaluate_model(dataset, model)
+                metrics, pq, _ = evaluate_model(model, "test", dataset)
                 if name == "default":
                     default_pq[seed] = pq
                 vs_default = paired_test(pq, default_pq[seed], "ndcg@10") if seed in default_pq else None
@@ -198,18 +191,36 @@ def main() -> None:
 
 
 def table(result: dict) -> str:
+    """Markdown per collection: every row's test nDCG@10 by seed, its mean and the change of the mean against the
+    default's (seeds the row and the default share), p per seed, held-out mean, geometry after training (mean over
+    seeds; before: the base model's) and train seconds."""
     lines = []
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     for dataset, entry in result["datasets"].items():
-        lines += [f"\n{dataset}: base {entry['base']['metrics']['ndcg@10']:.4f}",
-                  "| row | test nDCG@10 per seed | mean | held-out mean | p vs default per seed | train s |",
-                  "|---|---|---|---|---|---|"]
+        default = entry["rows"]["default"]["seeds"]
+        before = [s["geometry_held_out"]["before"] for s in default.values()]
+        lines += [f"\n{dataset}: base {entry['base']['metrics']['ndcg@10']:.4f}; the base model on the same held-out "
+                  f"queries: alignment {mean([g['alignment'] for g in before]):.3f}, uniformity (queries) "
+                  f"{mean([g['uniformity_queries'] for g in before]):.3f}",
+                  "| row | test nDCG@10, seeds " + " / ".join(sorted(default)) + " | mean | Δ mean vs default | "
+                  "p vs default per seed | held-out mean | alignment after | uniformity (queries) after | train s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for name, row in entry["rows"].items():
-            seeds = list(row["seeds"].values())
-            ndcg = " / ".join("%.4f" % s["metrics"]["ndcg@10"] for s in seeds)
-            p = " / ".join("–" if s["p_vs_default"] is None else "%.2g" % s["p_vs_default"] for s in seeds)
+            seeds = dict(sorted(row["seeds"].items()))
+            ndcg = " / ".join("%.4f" % s["metrics"]["ndcg@10"] for s in seeds.values())
+            shared = [k for k in seeds if k in default]
+            delta = mean([seeds[k]["metrics"]["ndcg@10"] - default[k]["metrics"]["ndcg@10"] for k in shared])
+            p = " / ".join("–" if s["p_vs_default"] is None else "%.2g" % s["p_vs_default"] for s in seeds.values())
             held = row["mean_held_out_ndcg@10"]
-            lines.append(f"| {name} | {ndcg} | {row['mean_ndcg@10']:.4f} | {'–' if held is None else held} | {p} | "
-                         f"{' / '.join(str(round(s['train_seconds'])) for s in seeds)} |")
+            after = [s["geometry_held_out"]["after"] for s in seeds.values() if s["geometry_held_out"]]
+            geo = (f"{mean([g['alignment'] for g in after]):.3f} | {mean([g['uniformity_queries'] for g in after]):.3f}"
+                   if after else "– | –")
+            tau = [s["final_temperature"] for s in seeds.values() if s.get("final_temperature") is not None]
+            label = name + (f" (τ → {mean(tau):.3f})" if tau else "")
+            lines.append(f"| {label} | {ndcg} | {row['mean_ndcg@10']:.4f} | "
+                         f"{'–' if name == 'default' else '%+.4f' % delta} | {p} | "
+                         f"{'–' if held is None else '%.4f' % held} | {geo} | "
+                         f"{round(mean([s['train_seconds'] for s in seeds.values()]))} |")
     return "\n".join(lines)
 
 
