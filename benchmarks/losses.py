@@ -3,7 +3,8 @@ negatives, 5 epochs, lr 5e-5) against each addition alone — supervised contras
 decoupled InfoNCE, a learned temperature, a momentum queue of negatives, MoCHi's mixed hard negatives,
 cluster-formed batches — and a combination, with several seeds each, and sentence-transformers' own
 MultipleNegativesRankingLoss recipe (its trainer, 1 epoch, batch 32, in-batch negatives, the same training
-queries) as the peer. all-MiniLM-L6-v2 on SciFact and on CISI (train qrels -> test qrels).
+queries) as the peer; and the default recipe started from span pretraining (``span-pretrained``: the checkpoint
+benchmarks/pretrain.py left). all-MiniLM-L6-v2 on SciFact and on CISI (train qrels -> test qrels).
 
 Selection reads only the held-out 10 % of the *training* queries (``held_out``); the test split is reported, never
 used to choose. For each row and seed: test nDCG@10 / MRR@10 / Recall@100, paired t-test against the default recipe
@@ -42,6 +43,21 @@ ROWS = {
     "cluster-batches": {"batching": "cluster"},
 }
 PEER = "sentence-transformers-mnrl"
+# the default recipe started from another checkpoint (row -> the folder under $DRP_WORK_DIR/<dataset>/ that
+# benchmarks/pretrain.py pretrained); its test run encodes the corpus with that model
+STARTS = {"span-pretrained": "pretrain/span/model"}
+
+
+def start_model(dataset: str, name: str) -> str:
+    from pipelines.workspace import work_root
+
+    if name not in STARTS:
+        return BASE
+    path = work_root() / dataset / STARTS[name]
+    if not path.is_dir():
+        sys.exit(f"row {name} starts from {path}, which does not exist: run `python benchmarks/pretrain.py "
+                 f"--dataset {dataset} --rows span` first")
+    return str(path)
 
 
 def mined(dataset: str, folder: Path) -> list[str]:
@@ -109,7 +125,7 @@ def geometry_of(evals: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="cisi,scifact")
-    ap.add_argument("--rows", default=",".join([*ROWS, PEER]))
+    ap.add_argument("--rows", default=",".join([*ROWS, *STARTS, PEER]))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--combo", default=None, help="name=json overrides of an extra row, e.g. "
                     "'supcon+queue={\"loss\": \"supcon\", \"queue_size\": 4096}'")
@@ -123,7 +139,7 @@ def main() -> None:
     from retriever.eval import paired_test
     from retriever.training import TrainConfig
 
-    rows = dict(ROWS)
+    rows = {**ROWS, **{name: {} for name in STARTS}}
     if a.combo:
         name, spec = a.combo.split("=", 1)
         rows[name] = json.loads(spec)
@@ -156,11 +172,13 @@ def main() -> None:
                             "transformers trainer, MultipleNegativesRankingLoss, 1 epoch, batch 32, lr 5e-5"}
                 else:
                     cfg = replace(TrainConfig(), seed=seed, checkpoint_every=1000, **rows[name])
-                    job = TrainJob(dataset, str(folder / f"{name}-seed{seed}"), BASE, "train", tuple(pairs),
-                                   config=cfg, engine="local")
+                    job = TrainJob(dataset, str(folder / f"{name}-seed{seed}"), start_model(dataset, name), "train",
+                                   tuple(pairs), config=cfg, engine="local")
                     info = run_training(job)
                     model, info["config"] = info["model"], {k: v for k, v in cfg.to_dict().items()
                                                             if k in rows[name] or k == "seed"}
+                    if name in STARTS:
+                        info["config"]["start"] = STARTS[name]
                 metrics, pq, _ = evaluate_model(model, "test", dataset)
                 if name == "default":
                     default_pq[seed] = pq
