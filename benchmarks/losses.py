@@ -153,6 +153,11 @@ def main() -> None:
     from finetune import evaluate_model
     from provenance import provenance
 
+    # every invocation that added figures, in order; each seed's figures name theirs ("run": its index)
+    started = provenance("losses.py")
+    result.setdefault("invocations", []).append({k: started[k] for k in ("command", "commit", "dirty")} |
+                                                {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    run_index = len(result["invocations"]) - 1
     for dataset in a.datasets.split(","):
         folder = work_root() / dataset / "losses"
         (folder / "mined").mkdir(parents=True, exist_ok=True)
@@ -190,7 +195,7 @@ def main() -> None:
                     "p_vs_default": None if name == "default" else round(vs_default.t_pvalue, 5),
                     "p_vs_base": round(vs_base.t_pvalue, 5), "train_seconds": info["train_seconds"],
                     "steps": info["steps"], "geometry_held_out": geometry_of(evals), "config": info["config"],
-                    "final_temperature": final_temperature(model)}
+                    "final_temperature": final_temperature(model), "run": run_index}
                 done = [row["seeds"][str(s)] for s in seeds if str(s) in row["seeds"]]
                 row["mean_ndcg@10"] = round(sum(d["metrics"]["ndcg@10"] for d in done) / len(done), 5)
                 held = [d["held_out_ndcg@10"] for d in done if d["held_out_ndcg@10"] is not None]
