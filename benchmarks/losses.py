@@ -3,8 +3,8 @@ negatives, 5 epochs, lr 5e-5) against each addition alone — supervised contras
 decoupled InfoNCE, a learned temperature, a momentum queue of negatives, MoCHi's mixed hard negatives,
 cluster-formed batches — and a combination, with several seeds each, and sentence-transformers' own
 MultipleNegativesRankingLoss recipe (its trainer, 1 epoch, batch 32, in-batch negatives, the same training
-queries) as the peer; and the default recipe started from span pretraining (``span-pretrained``: the checkpoint
-benchmarks/pretrain.py left). all-MiniLM-L6-v2 on SciFact and on CISI (train qrels -> test qrels).
+queries) as the peer; and the default recipe started from span or dropout pretraining (``span-pretrained``,
+``dropout-pretrained``: the checkpoints benchmarks/pretrain.py left). all-MiniLM-L6-v2 on SciFact and on CISI (train qrels -> test qrels).
 
 Selection reads only the held-out 10 % of the *training* queries (``held_out``); the test split is reported, never
 used to choose. For each row and seed: test nDCG@10 / MRR@10 / Recall@100, paired t-test against the default recipe
@@ -13,6 +13,7 @@ after training. The graded loss is not a row: both collections' training qrels h
 equals SupCon (a unit test shows it).
 
     python benchmarks/losses.py --datasets cisi,scifact --seeds 0,1,2 [--rows default,supcon,...]
+    python benchmarks/losses.py --table      # the README's tables from the last results
 
 Mined tables and trained models are cached under $DRP_WORK_DIR/<dataset>/losses, so a rerun of finished rows is
 free; results merge into benchmarks/results/losses.json row by row as they finish.
@@ -45,7 +46,7 @@ ROWS = {
 PEER = "sentence-transformers-mnrl"
 # the default recipe started from another checkpoint (row -> the folder under $DRP_WORK_DIR/<dataset>/ that
 # benchmarks/pretrain.py pretrained); its test run encodes the corpus with that model
-STARTS = {"span-pretrained": "pretrain/span/model"}
+STARTS = {"span-pretrained": "pretrain/span/model", "dropout-pretrained": "pretrain/dropout/model"}
 
 
 def start_model(dataset: str, name: str) -> str:
@@ -56,7 +57,7 @@ def start_model(dataset: str, name: str) -> str:
     path = work_root() / dataset / STARTS[name]
     if not path.is_dir():
         sys.exit(f"row {name} starts from {path}, which does not exist: run `python benchmarks/pretrain.py "
-                 f"--dataset {dataset} --rows span` first")
+                 f"--dataset {dataset} --rows {name.split('-')[0]}` first")
     return str(path)
 
 
