@@ -4,7 +4,8 @@ decoupled InfoNCE, a learned temperature, a momentum queue of negatives, MoCHi's
 cluster-formed batches — and a combination, with several seeds each, and sentence-transformers' own
 MultipleNegativesRankingLoss recipe (its trainer, 1 epoch, batch 32, in-batch negatives, the same training
 queries) as the peer; and the default recipe started from span or dropout pretraining (``span-pretrained``,
-``dropout-pretrained``: the checkpoints benchmarks/pretrain.py left). all-MiniLM-L6-v2 on SciFact and on CISI (train qrels -> test qrels).
+``dropout-pretrained``: the checkpoints benchmarks/pretrain.py left). all-MiniLM-L6-v2 on SciFact and on CISI
+(train qrels -> test qrels).
 
 Selection reads only the held-out 10 % of the *training* queries (``held_out``); the test split is reported, never
 used to choose. For each row and seed: test nDCG@10 / MRR@10 / Recall@100, paired t-test against the default recipe

@@ -43,7 +43,8 @@ def main() -> None:
     ap.add_argument("--rows", default=",".join(ROWS))
     ap.add_argument("--max-texts", type=int, default=1000)
     ap.add_argument("--engine", choices=("local", "ray"), default="local")
-    ap.add_argument("--seeds", type=int, default=1, help="fine-tuning seeds per row (sampling, order, dropout); 0: zero-shot only")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="fine-tuning seeds per row (sampling, order, dropout); 0: zero-shot only")
     a = ap.parse_args()
     from finetune import BASE, BOTH, QUERY, evaluate_model, mined_tables
 
