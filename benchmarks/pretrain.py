@@ -121,7 +121,8 @@ def write(out_path: Path, a, results: dict) -> None:
 
     result = {"command": f"python benchmarks/pretrain.py --dataset {a.dataset} --rows {a.rows} --max-texts "
                          f"{a.max_texts} --seeds {a.seeds}",
-              "dataset": f"{a.dataset} (corpus text only for pretraining; dev = the train split's queries, test = test)",
+              "dataset": f"{a.dataset} (corpus text only for pretraining; dev = the train split's queries, "
+                         "test = test)",
               "base": BASE, "rows": results, "row_overrides": ROWS, "fine_tuning_recipe": QUERY,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
     sys.path.insert(0, str(HERE))
@@ -143,12 +144,14 @@ def table(result: dict) -> str:
     def tuned(ft: dict | None, vs: dict | None = None) -> str:
         if ft is None:
             return "–"
-        return f"{ft['metrics']['ndcg@10']:.4f}" + (f" ({vs['delta_ndcg@10']:+.4f}, p = {vs['t_test_p']:.2g})" if vs else "")
+        change = f" ({vs['delta_ndcg@10']:+.4f}, p = {vs['t_test_p']:.2g})" if vs else ""
+        return f"{ft['metrics']['ndcg@10']:.4f}{change}"
 
     lines = ["| pretraining | steps | dev zero-shot | test zero-shot (Δ, p) | fine-tuned test, seed 0 (Δ, p) "
              "| fine-tuned test by seed |", "|---|---|---|---|---|---|",
              f"| none (all-MiniLM-L6-v2) | – | {base['zero_shot']['dev']['ndcg@10']:.4f} | "
-             f"{base['zero_shot']['test']['ndcg@10']:.4f} | {tuned(base['fine_tuned'])} | {seeds(base['fine_tuned'])} |"]
+             f"{base['zero_shot']['test']['ndcg@10']:.4f} | {tuned(base['fine_tuned'])} | "
+             f"{seeds(base['fine_tuned'])} |"]
     for name, row in result["rows"].items():
         if name == "base":
             continue
