@@ -101,15 +101,20 @@ def run_dense(dataset: str, split: str, output: str, encoder: EncoderConfig, k: 
                     "geometry": searcher.geometry(prep.dataset.queries, prep.dataset.qrels)}, remove_query, topics)
 
 
-def dense_searcher(prep: Prepared, encoder: EncoderConfig, encode=None, embeddings=None):
-    """Encode the prepared corpus (cached shards are reused; ``encode``: an EncodeConfig, default in-process) and
-    return an exact inner-product DenseSearcher. ``embeddings``: where the vectors live (default: the work
-    cache's folder for the model)."""
+def corpus_embeddings(prep: Prepared, encoder: EncoderConfig, encode=None, embeddings=None) -> Path:
+    """The folder of the prepared corpus's vectors, encoded where its cached shards do not cover it (``encode``: an
+    EncodeConfig, default in-process; ``embeddings``: where the vectors live, default the work cache's folder for
+    the model)."""
     from pipelines.encode import EncodeConfig, encode_corpus
 
-    emb_dir = embeddings or prep.embeddings_dir(encoder.model)
+    emb_dir = Path(embeddings or prep.embeddings_dir(encoder.model))
     encode_corpus(prep.corpus_dir, emb_dir, encode or EncodeConfig(encoder, engine="local"))
-    return flat_searcher(emb_dir, encoder)
+    return emb_dir
+
+
+def dense_searcher(prep: Prepared, encoder: EncoderConfig, encode=None, embeddings=None):
+    """An exact inner-product DenseSearcher over the prepared corpus (``corpus_embeddings``'s options)."""
+    return flat_searcher(corpus_embeddings(prep, encoder, encode, embeddings), encoder)
 
 
 def flat_searcher(embeddings_dir, encoder: EncoderConfig):

@@ -82,11 +82,10 @@ def _source(job: MineJob, prep: Prepared) -> tuple[str, str | None]:
     """Build what the searchers read (the Lucene index, or the corpus embeddings), once, before sharding."""
     if job.retriever == "bm25":
         return str(prep.lucene_index(threads=os.cpu_count() or 1)), None
-    from pipelines.encode import EncodeConfig, encode_corpus
+    from pipelines.baselines import corpus_embeddings
 
-    emb = job.embeddings or prep.embeddings_dir(job.encoder.model)
-    encode_corpus(prep.corpus_dir, emb, EncodeConfig(job.encoder, engine="local"))
-    return str(emb), str(emb)
+    emb = str(corpus_embeddings(prep, job.encoder, embeddings=job.embeddings))
+    return emb, emb
 
 
 def mine_pairs(job: MineJob) -> dict:
