@@ -8,7 +8,10 @@ excluded in-process; for Ray, everything from submitting the stage to the last s
 load included, Ray itself already running), peak RSS, nDCG@10 of exact search over the resulting vectors with
 queries encoded by the same backend, and query latency (one query at a time, and batches of 32).
 
-    python benchmarks/encode_backends.py --dataset scifact [--max-docs N] [--skip-ray]
+    python benchmarks/encode_backends.py --dataset scifact [--max-docs N] [--skip-ray] [--repeats 2]
+
+Speed is measured ``--repeats`` times per row, in-process and Ray alternating (A B B A): this machine's speed
+drifts by about ten per cent over minutes, more than the overhead of Ray being measured.
 """
 
 from __future__ import annotations
@@ -172,6 +175,10 @@ def export_all() -> dict:
     return {"export_s": out}
 
 
+def mean(runs: list[dict], key: str) -> float:
+    return round(sum(x[key] for x in runs) / len(runs), 2)
+
+
 def child(kind: str, *args: str) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--child", kind, *args], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -186,6 +193,8 @@ def main() -> None:
     ap.add_argument("--max-docs", type=int, default=None)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--repeats", type=int, default=2,
+                    help="in-process and Ray runs per row, alternating; rates are their means (the machine drifts)")
     ap.add_argument("--output", default=str(HERE / "results" / "encode_backends.json"))
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -208,7 +217,7 @@ def main() -> None:
         ["--max-docs", str(a.max_docs)] if a.max_docs else [])
     variants = a.variants.split(",")
     result = {"benchmark": "encode_backends", "dataset": a.dataset, "model": "sentence-transformers/all-MiniLM-L6-v2",
-              "batch_size": a.batch_size, "cpus": os.cpu_count(), "rows": {}}
+              "batch_size": a.batch_size, "cpus": os.cpu_count(), "repeats": a.repeats, "rows": {}}
     result.update(child("export", *common))
     # the peer at the common batch size and at its own default (32); the faster of the two is the reference
     plain = child("plain", *common)
@@ -218,16 +227,48 @@ def main() -> None:
     print("plain", plain, plain_default, flush=True)
     if plain_default["docs_per_s"] > plain["docs_per_s"]:
         plain = plain_default
+    plain_rate = plain["docs_per_s"]  # the peer's rate; with repeats, the mean of runs before and after the rows
+    ray_dir = str(prep.folder / "bench-encode-backends")
     for name in variants:
-        row = {"local": child("local", name, *common)}
-        if not a.skip_ray:
-            row["ray"] = child("ray", name, str(prep.folder / "bench-encode-backends"), *common)
+        # in-process and Ray alternate, in the order A B B A ..., so drift of this machine's speed over the
+        # minutes a row takes falls on both sides alike; each side's rate is its mean over the repeats
+        locals_, rays = [], []
+        for r in range(a.repeats):
+            order = ("local", "ray") if r % 2 == 0 else ("ray", "local")
+            for kind in order:
+                if kind == "local":
+                    locals_.append(child("local", name, *common))
+                elif not a.skip_ray:
+                    rays.append(child("ray", name, ray_dir, *common))
+        row = {"local": dict(locals_[0])}
+        if a.repeats > 1:
+            row["local"]["docs_per_s"] = mean(locals_, "docs_per_s")
+            row["local"]["docs_per_s_with_load"] = mean(locals_, "docs_per_s_with_load")
+            row["local"]["repeats"] = [{k: x[k] for k in ("docs_per_s", "docs_per_s_with_load", "encode_s",
+                                                          "load_s", "peak_rss_mb")} for x in locals_]
+        if rays:
+            row["ray"] = dict(rays[0])
+            if a.repeats > 1:
+                row["ray"]["docs_per_s"] = mean(rays, "docs_per_s")
+                row["ray"]["repeats"] = [{k: x[k] for k in ("docs_per_s", "seconds", "worker_peak_rss_mb")}
+                                         for x in rays]
             # both with the model's load: the Ray figure includes its actor's start and load
             row["ray_over_local"] = round(row["ray"]["docs_per_s"] / row["local"]["docs_per_s_with_load"], 3)
-        row["speedup_over_plain"] = round(row["local"]["docs_per_s"] / plain["docs_per_s"], 3)
+            row["ray_over_local_per_repeat"] = [round(y["docs_per_s"] / x["docs_per_s_with_load"], 3)
+                                                for x, y in zip(locals_, rays)]
+        row["speedup_over_plain"] = round(row["local"]["docs_per_s"] / plain_rate, 3)
         row["ndcg_delta_vs_plain"] = round(row["local"]["ndcg@10"] - plain["ndcg@10"], 4)
         result["rows"][name] = row
         print(name, json.dumps(row), flush=True)
+    if a.repeats > 1 and variants:
+        # the peer again after every row (its batch size as before): the rows' ratios are to the mean of both runs
+        again = child("plain", *(common if plain is not plain_default else
+                                 [x if x != str(a.batch_size) else "32" for x in common]))
+        result["plain_sentence_transformers_after"] = again
+        plain_rate = mean([plain, again], "docs_per_s")
+        result["plain_docs_per_s_mean"] = plain_rate
+        for row in result["rows"].values():
+            row["speedup_over_plain"] = round(row["local"]["docs_per_s"] / plain_rate, 3)
     sys.path.insert(0, str(HERE))
     from provenance import provenance
 
