@@ -3,15 +3,20 @@ densepipe's encoder on each backend (torch float32 / bfloat16, ONNX Runtime floa
 bfloat16), in-process and through the Ray encode stage, on the same corpus and cores.
 
 Every measurement runs in a fresh interpreter (its own peak memory, no warm caches but the export cache, which is
-filled beforehand: exporting is a one-off and is timed separately). For each row: documents per second (model load
-excluded in-process; for Ray, everything from submitting the stage to the last shard written, actor start and model
-load included, Ray itself already running), peak RSS, nDCG@10 of exact search over the resulting vectors with
-queries encoded by the same backend, and query latency (one query at a time, and batches of 32).
+filled beforehand: exporting is a one-off and is timed separately). For each row, three kinds of run:
 
-    python benchmarks/encode_backends.py --dataset scifact [--max-docs N] [--skip-ray] [--repeats 2]
+- local: the encoder in this process over the corpus already in memory: documents per second (model load
+  excluded, and with it), peak RSS, nDCG@10 of exact search over the resulting vectors with queries encoded by
+  the same backend, and query latency (one query at a time, and batches of 32);
+- path: the encode stage on the local engine end to end, as ``densepipe encode --engine local`` runs it (imports,
+  model load, reading the corpus shards, planning the chunks, writing the embedding shards);
+- ray: the same stage on the Ray engine, one actor holding every core, Ray itself already running (its actor's
+  start, imports and model load included). ``ray / path`` is the overhead of Ray on the same work.
 
-Speed is measured ``--repeats`` times per row, in-process and Ray alternating (A B B A): this machine's speed
-drifts by about ten per cent over minutes, more than the overhead of Ray being measured.
+    python benchmarks/encode_backends.py --dataset scifact [--max-docs N] [--kinds local,path,ray] [--repeats 2]
+
+Speed is measured ``--repeats`` times per row, the kinds alternating (A B C C B A): this machine's speed drifts by
+about ten per cent over minutes, more than the overhead of Ray being measured.
 """
 
 from __future__ import annotations
@@ -122,12 +127,14 @@ def run_local(prep, settings: dict, batch_size: int) -> dict:
     return res
 
 
-def run_ray(prep, settings: dict, batch_size: int, out_dir: str) -> dict:
-    """densepipe's Ray encode stage, one actor holding every core, on a private local Ray already started."""
+def run_stage(prep, settings: dict, batch_size: int, out_dir: str, engine: str) -> dict:
+    """densepipe's encode stage end to end, as ``densepipe encode`` runs it: ``ray``, one actor holding every core
+    on a private local Ray already started (actor start, imports and model load included), or ``local``, in this
+    process (imports and model load included: this process has not imported the model's libraries yet). Both read
+    the corpus shards, plan the chunks and write the embedding shards and manifest."""
     import shutil
 
     import numpy as np
-    import ray
 
     from pipelines.encode import EncodeConfig, encode_corpus
     from pipelines.runtime import RayEnv
@@ -135,20 +142,27 @@ def run_ray(prep, settings: dict, batch_size: int, out_dir: str) -> dict:
     from retriever.encoders import BiEncoder, EncoderConfig
     from retriever.memory import peak_rss_mb
 
+    assert "sentence_transformers" not in sys.modules  # the in-process path pays its imports, as an actor does
     shutil.rmtree(out_dir, ignore_errors=True)
     env = RayEnv()
-    env.start()
-    config = EncodeConfig(EncoderConfig(batch_size=batch_size, **settings), engine="ray", num_workers=1, ray=env)
+    if engine == "ray":
+        env.start()
+    config = EncodeConfig(EncoderConfig(batch_size=batch_size, **settings), engine=engine, num_workers=1, ray=env)
     t0 = time.perf_counter()
     manifest = encode_corpus(prep.corpus_dir, out_dir, config, progress=False)
     seconds = time.perf_counter() - t0
-    ray.shutdown()
+    if engine == "ray":
+        import ray
+
+        ray.shutdown()
     _, shards = read_embeddings(out_dir)
     ids = [i for s in shards for i in s[0]]
     xb = np.concatenate([s[1] for s in shards])
-    res = {"docs": len(ids), "seconds": round(seconds, 2), "docs_per_s": round(len(ids) / seconds, 2),
-           "cpus_per_worker": manifest["last_run"]["cpus_per_worker"],
-           "worker_peak_rss_mb": manifest["last_run"]["worker_peak_rss_mb"], "driver_peak_rss_mb": peak_rss_mb()}
+    res = {"docs": len(ids), "seconds": round(seconds, 2), "docs_per_s": round(len(ids) / seconds, 2)}
+    if engine == "ray":
+        res.update({"cpus_per_worker": manifest["last_run"]["cpus_per_worker"],
+                    "worker_peak_rss_mb": manifest["last_run"]["worker_peak_rss_mb"]})
+    res["driver_peak_rss_mb" if engine == "ray" else "peak_rss_mb"] = peak_rss_mb()
     encoder = BiEncoder(EncoderConfig(batch_size=batch_size, **settings))
     res["ndcg@10"] = _quality_and_latency(encoder.encode_queries, prep, xb, ids)["ndcg@10"]
     return res
@@ -192,9 +206,11 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16, help="every row's (16 is the fastest here for all)")
     ap.add_argument("--max-docs", type=int, default=None)
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--kinds", default="local,path,ray",
+                    help="what each row measures: local (the encoder in-process, and quality), path (the local "
+                         "engine end to end), ray (the Ray engine end to end)")
     ap.add_argument("--repeats", type=int, default=2,
-                    help="in-process and Ray runs per row, alternating; rates are their means (the machine drifts)")
+                    help="runs of each kind per row, alternating; rates are their means (the machine drifts)")
     ap.add_argument("--output", default=str(HERE / "results" / "encode_backends.json"))
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -209,66 +225,65 @@ def main() -> None:
             res = run_plain(prep, a.batch_size)
         elif kind == "local":
             res = run_local(prep, VARIANTS[rest[0]], a.batch_size)
-        else:
-            res = run_ray(prep, VARIANTS[rest[0]], a.batch_size, rest[1])
+        else:  # "ray" or "path" (the local engine end to end)
+            res = run_stage(prep, VARIANTS[rest[0]], a.batch_size, rest[1], "ray" if kind == "ray" else "local")
         print(json.dumps(res))
         return
     common = ["--dataset", a.dataset, "--batch-size", str(a.batch_size)] + (
         ["--max-docs", str(a.max_docs)] if a.max_docs else [])
     variants = a.variants.split(",")
     result = {"benchmark": "encode_backends", "dataset": a.dataset, "model": "sentence-transformers/all-MiniLM-L6-v2",
-              "batch_size": a.batch_size, "cpus": os.cpu_count(), "repeats": a.repeats, "rows": {}}
+              "batch_size": a.batch_size, "cpus": os.cpu_count(), "repeats": a.repeats, "kinds": a.kinds, "rows": {}}
     result.update(child("export", *common))
-    # the peer at the common batch size and at its own default (32); the faster of the two is the reference
-    plain = child("plain", *common)
-    plain_default = child("plain", *[x if x != str(a.batch_size) else "32" for x in common])
-    result["plain_sentence_transformers"] = plain
-    result["plain_sentence_transformers_batch32"] = plain_default
-    print("plain", plain, plain_default, flush=True)
-    if plain_default["docs_per_s"] > plain["docs_per_s"]:
-        plain = plain_default
-    plain_rate = plain["docs_per_s"]  # the peer's rate; with repeats, the mean of runs before and after the rows
-    ray_dir = str(prep.folder / "bench-encode-backends")
+    kinds = a.kinds.split(",")
+    if set(kinds) - {"local", "path", "ray"} or not kinds:
+        sys.exit(f"--kinds: choose from local, path, ray (got {a.kinds})")
+    plain = plain_default = None
+    if "local" in kinds:  # the peer at the common batch size and at its own default (32); the faster is the reference
+        plain = child("plain", *common)
+        plain_default = child("plain", *[x if x != str(a.batch_size) else "32" for x in common])
+        result["plain_sentence_transformers"] = plain
+        result["plain_sentence_transformers_batch32"] = plain_default
+        print("plain", plain, plain_default, flush=True)
+        if plain_default["docs_per_s"] > plain["docs_per_s"]:
+            plain = plain_default
+    out_dir = str(prep.folder / "bench-encode-backends")
     for name in variants:
-        # in-process and Ray alternate, in the order A B B A ..., so drift of this machine's speed over the
-        # minutes a row takes falls on both sides alike; each side's rate is its mean over the repeats
-        locals_, rays = [], []
+        # the kinds alternate, in the order A B C C B A ..., so drift of this machine's speed over the minutes a
+        # row takes falls on each side alike; each kind's rate is its mean over the repeats
+        runs: dict[str, list] = {kind: [] for kind in kinds}
         for r in range(a.repeats):
-            order = ("local", "ray") if r % 2 == 0 else ("ray", "local")
-            for kind in order:
-                if kind == "local":
-                    locals_.append(child("local", name, *common))
-                elif not a.skip_ray:
-                    rays.append(child("ray", name, ray_dir, *common))
-        row = {"local": dict(locals_[0])}
-        if a.repeats > 1:
-            row["local"]["docs_per_s"] = mean(locals_, "docs_per_s")
-            row["local"]["docs_per_s_with_load"] = mean(locals_, "docs_per_s_with_load")
-            row["local"]["repeats"] = [{k: x[k] for k in ("docs_per_s", "docs_per_s_with_load", "encode_s",
-                                                          "load_s", "peak_rss_mb")} for x in locals_]
-        if rays:
-            row["ray"] = dict(rays[0])
+            for kind in (kinds if r % 2 == 0 else kinds[::-1]):
+                place = [] if kind == "local" else [out_dir]
+                runs[kind].append(child(kind, name, *place, *common))
+        row = {}
+        for kind, got in runs.items():
+            row[kind] = dict(got[0])
             if a.repeats > 1:
-                row["ray"]["docs_per_s"] = mean(rays, "docs_per_s")
-                row["ray"]["repeats"] = [{k: x[k] for k in ("docs_per_s", "seconds", "worker_peak_rss_mb")}
-                                         for x in rays]
+                keys = [k for k in ("docs_per_s", "docs_per_s_with_load", "seconds", "encode_s", "load_s",
+                                    "peak_rss_mb", "worker_peak_rss_mb") if k in got[0]]
+                row[kind].update({k: mean(got, k) for k in ("docs_per_s", "docs_per_s_with_load") if k in got[0]})
+                row[kind]["repeats"] = [{k: x[k] for k in keys} for x in got]
+        if "ray" in runs and "local" in runs:
             # both with the model's load: the Ray figure includes its actor's start and load
             row["ray_over_local"] = round(row["ray"]["docs_per_s"] / row["local"]["docs_per_s_with_load"], 3)
-            row["ray_over_local_per_repeat"] = [round(y["docs_per_s"] / x["docs_per_s_with_load"], 3)
-                                                for x, y in zip(locals_, rays)]
-        row["speedup_over_plain"] = round(row["local"]["docs_per_s"] / plain_rate, 3)
-        row["ndcg_delta_vs_plain"] = round(row["local"]["ndcg@10"] - plain["ndcg@10"], 4)
+        if "ray" in runs and "path" in runs:  # the same work but for Ray: the stage end to end on both engines
+            row["ray_over_path"] = round(row["ray"]["docs_per_s"] / row["path"]["docs_per_s"], 3)
+            row["ray_over_path_per_repeat"] = [round(y["docs_per_s"] / x["docs_per_s"], 3)
+                                               for x, y in zip(runs["path"], runs["ray"])]
+        if plain:
+            row["speedup_over_plain"] = round(row["local"]["docs_per_s"] / plain["docs_per_s"], 3)
+            row["ndcg_delta_vs_plain"] = round(row["local"]["ndcg@10"] - plain["ndcg@10"], 4)
         result["rows"][name] = row
         print(name, json.dumps(row), flush=True)
-    if a.repeats > 1 and variants:
+    if plain and a.repeats > 1 and variants:
         # the peer again after every row (its batch size as before): the rows' ratios are to the mean of both runs
         again = child("plain", *(common if plain is not plain_default else
                                  [x if x != str(a.batch_size) else "32" for x in common]))
         result["plain_sentence_transformers_after"] = again
-        plain_rate = mean([plain, again], "docs_per_s")
-        result["plain_docs_per_s_mean"] = plain_rate
+        result["plain_docs_per_s_mean"] = mean([plain, again], "docs_per_s")
         for row in result["rows"].values():
-            row["speedup_over_plain"] = round(row["local"]["docs_per_s"] / plain_rate, 3)
+            row["speedup_over_plain"] = round(row["local"]["docs_per_s"] / result["plain_docs_per_s_mean"], 3)
     sys.path.insert(0, str(HERE))
     from provenance import provenance
 
