@@ -288,6 +288,7 @@ def main() -> None:
     from provenance import provenance
 
     result.update(provenance("encode_backends.py"))
+    result["ray_environment"] = {k: v for k, v in os.environ.items() if k.startswith("RAY_")}  # e.g. worker niceness
     Path(a.output).parent.mkdir(parents=True, exist_ok=True)
     Path(a.output).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
