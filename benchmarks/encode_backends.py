@@ -238,15 +238,16 @@ def main() -> None:
     kinds = a.kinds.split(",")
     if set(kinds) - {"local", "path", "ray"} or not kinds:
         sys.exit(f"--kinds: choose from local, path, ray (got {a.kinds})")
-    plain = plain_default = None
+    plain = plain_args = None
     if "local" in kinds:  # the peer at the common batch size and at its own default (32); the faster is the reference
-        plain = child("plain", *common)
-        plain_default = child("plain", *[x if x != str(a.batch_size) else "32" for x in common])
+        common32 = [x if x != str(a.batch_size) else "32" for x in common]
+        plain, plain_default = child("plain", *common), child("plain", *common32)
         result["plain_sentence_transformers"] = plain
         result["plain_sentence_transformers_batch32"] = plain_default
         print("plain", plain, plain_default, flush=True)
+        plain_args = common
         if plain_default["docs_per_s"] > plain["docs_per_s"]:
-            plain = plain_default
+            plain, plain_args = plain_default, common32
     out_dir = str(prep.folder / "bench-encode-backends")
     for name in variants:
         # the kinds alternate, in the order A B C C B A ..., so drift of this machine's speed over the minutes a
@@ -278,8 +279,7 @@ def main() -> None:
         print(name, json.dumps(row), flush=True)
     if plain and a.repeats > 1 and variants:
         # the peer again after every row (its batch size as before): the rows' ratios are to the mean of both runs
-        again = child("plain", *(common if plain is not plain_default else
-                                 [x if x != str(a.batch_size) else "32" for x in common]))
+        again = child("plain", *plain_args)
         result["plain_sentence_transformers_after"] = again
         result["plain_docs_per_s_mean"] = mean([plain, again], "docs_per_s")
         for row in result["rows"].values():
