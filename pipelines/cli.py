@@ -350,9 +350,10 @@ def cmd_train(a) -> tuple[int, dict]:
                       max_positives=a.max_positives,
                       graded_gain=a.graded_gain, queue_size=a.queue_size, queue_momentum=a.queue_momentum,
                       queue_margin=a.queue_margin, mix_negatives=a.mix_negatives, mix_query=a.mix_query,
-                      mix_pool=a.mix_pool, batching=a.batching)
+                      mix_pool=a.mix_pool, batching=a.batching, teacher_temperature=a.teacher_temperature,
+                      teacher_weight=a.teacher_weight)
     job = TrainJob(a.dataset, a.output, a.model, a.split, tuple(a.pairs), a.held_out, config=cfg, engine=a.engine,
-                   num_workers=a.num_workers, ray=_ray_env(a), max_docs=a.max_docs)
+                   num_workers=a.num_workers, ray=_ray_env(a), max_docs=a.max_docs, teacher=a.teacher)
     info = run_training(job)
     keep = ("model", "skipped", "steps", "train_seconds", "wall_seconds", "final_loss", "held_out_evals",
             "examples", "held_out_queries", "fingerprint")
@@ -393,7 +394,8 @@ def cmd_generate_queries(a) -> tuple[int, dict]:
     job = GenerateJob(a.dataset, a.output, tuple(_csv(a.sources)), None if a.docs == 0 else a.docs, a.per_doc,
                       a.generator, a.backend, a.endpoint_model, a.template, a.max_doc_chars, a.temperature, a.seed,
                       a.max_new_tokens, a.gen_batch_size, tuple(_csv(a.filter)), a.k, _encoder_config(a),
-                      engine=a.engine, num_workers=a.num_workers, ray=_ray_env(a), max_docs=a.max_docs, cache=a.cache)
+                      engine=a.engine, num_workers=a.num_workers, ray=_ray_env(a), max_docs=a.max_docs, cache=a.cache,
+                      teacher=a.teacher, teacher_depth=a.teacher_depth)
     info = run_generate(job)
     info.pop("job")
     return 0, info
@@ -600,7 +602,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.add_argument("--loss", choices=LOSSES, default=TrainConfig.loss,
                    help="infonce; debiased (Chuang 2020); dcl: decoupled (Yeh 2022); supcon: every judged positive "
-                   "in the numerator (Khosla 2020); graded: qrels grades as soft targets")
+                   "in the numerator (Khosla 2020); graded: qrels grades as soft targets; distill: the softmax "
+                   "of a teacher run's scores as targets (--teacher)")
+    p.add_argument("--teacher", default=None, help="distill: a TREC run of the training queries whose scores are "
+                   "the pseudo-labels (`densepipe generate-queries --teacher` writes OUTPUT/teacher.trec)")
+    p.add_argument("--teacher-temperature", type=float, default=TrainConfig.teacher_temperature,
+                   help="distill: temperature of the teacher's softmax (higher: softer targets)")
+    p.add_argument("--teacher-weight", type=float, default=TrainConfig.teacher_weight,
+                   help="distill: the teacher's share of the target, the rest on the pair's own document")
     p.add_argument("--tau-plus", type=float, default=TrainConfig.tau_plus, help="class prior of the debiased loss")
     p.add_argument("--learn-temperature", action="store_true", help="learn the temperature, from --temperature")
     p.add_argument("--temperature-lr", type=float, default=None, help="its learning rate (default: --lr)")
@@ -684,6 +693,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10, help="keep a query whose source ranks within this many hits")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
     p.add_argument("--cache", default=None, help="generations cache folder (default: OUTPUT/generations)")
+    p.add_argument("--teacher", action="store_true", help="also write OUTPUT/teacher.trec, BM25 fused with the "
+                   "dense model for the kept queries: pseudo-labels for `train --loss distill --teacher`")
+    p.add_argument("--teacher-depth", type=int, default=100, help="hits of each retriever fused for the teacher")
     p.set_defaults(func=cmd_generate_queries)
 
     p = sub.add_parser("leaderboard", help="one model (and BM25) on several BEIR datasets: a BEIR-style nDCG@10 "

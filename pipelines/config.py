@@ -95,6 +95,8 @@ class GenerateSection:
     k: int = 10
     engine: str = "local"
     num_workers: int = 1
+    teacher: bool = False  # write teacher.trec (BM25 fused with the dense model); [train] loss = "distill" reads it
+    teacher_depth: int = 100
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,9 @@ class TrainSection:
     mix_query: int = TrainConfig.mix_query
     mix_pool: int = TrainConfig.mix_pool
     batching: str = TrainConfig.batching
+    teacher: str | None = None  # loss = "distill": a TREC run of the training queries (default: [generate]'s)
+    teacher_temperature: float = TrainConfig.teacher_temperature
+    teacher_weight: float = TrainConfig.teacher_weight
 
 
 @dataclass(frozen=True)
@@ -276,6 +281,13 @@ def parse_config(data: dict, source: str = "config") -> PipelineConfig:
         if t.split == sections.get("run", RunSection()).split:
             raise ConfigError(f"{source}: [train].split = {t.split!r} is the evaluation split; train on another "
                               "(e.g. 'train').")
+        generated_teacher = "generate" in sections and sections["generate"].teacher
+        if t.loss == "distill" and not (t.teacher or generated_teacher):
+            raise ConfigError(f"{source}: [train].loss = 'distill' needs a teacher run: set [train].teacher to a "
+                              "TREC run of the training queries, or [generate].teacher = true.")
+        if t.teacher and t.loss != "distill":
+            raise ConfigError(f"{source}: [train].teacher is read by the distill loss only: set [train].loss = "
+                              "'distill', or drop teacher.")
     if "generate" in sections:
         generate_job(sections["generate"], "-", "-")  # its own checks, now, before anything runs
         if "train" not in sections:

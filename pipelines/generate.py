@@ -3,7 +3,8 @@ judgments. From a seeded sample of documents, queries are generated (the generat
 ``OUTPUT/generations``, so a rerun generates nothing; in-process or on Ray actors) and cleaned, and/or title ->
 document pairs are taken; a pair is kept only when the round-trip filter's retrievers rank their source document within
 the top k. The result is a BEIR folder (``retriever/synthetic.write_pairs``) whose ``qrels/train.tsv`` the mining
-and training stages read as their training split.
+and training stages read as their training split; with ``teacher``, also ``teacher.trec``: BM25 fused with the dense
+model for the kept queries, the pseudo-labels the distill loss learns from.
 
 Only the corpus is opened: ``prepare(..., labels=False)`` reads no queries and no judgments, whatever the
 dataset folder holds."""
@@ -58,6 +59,8 @@ class GenerateJob:
     docs_per_shard: int = 50_000
     max_docs: int | None = None
     cache: str | None = None  # the generations' cache folder (default: OUTPUT/generations); jobs may share one
+    teacher: bool = False  # also write OUTPUT/teacher.trec: BM25 fused with the dense model, the distill loss's labels
+    teacher_depth: int = 100  # ... each retriever's top hits per kept query that are fused
 
     def __post_init__(self) -> None:
         if not self.sources or set(self.sources) - set(SOURCES):
@@ -66,8 +69,8 @@ class GenerateJob:
             raise ConfigError(f"generate filter must be some of {FILTERS} (or empty), got {list(self.filter)}.")
         if self.engine not in ("local", "ray"):
             raise ConfigError(f"generate engine must be 'local' or 'ray', got {self.engine!r}.")
-        if self.per_doc < 1 or self.k < 1 or (self.docs is not None and self.docs < 1):
-            raise ConfigError("generate per_doc, k and docs must be >= 1.")
+        if self.per_doc < 1 or self.k < 1 or self.teacher_depth < 1 or (self.docs is not None and self.docs < 1):
+            raise ConfigError("generate per_doc, k, teacher_depth and docs must be >= 1.")
 
 
 def _generate(job: GenerateJob, docs, report: ExpansionReport, generator=None) -> tuple[list[Pair], list[dict]]:
@@ -96,11 +99,10 @@ def _generate(job: GenerateJob, docs, report: ExpansionReport, generator=None) -
     return pairs, unusable
 
 
-def _rankings(job: GenerateJob, prep, pairs: list[Pair]) -> dict[str, dict[str, list[str]]]:
-    """Retriever name -> query id -> the top-k document ids, for the round-trip filter."""
-    queries = {p.query_id: p.query for p in pairs}
+def _runs(job: GenerateJob, prep, queries: dict[str, str], names, depth: int) -> dict[str, dict]:
+    """Retriever name ("bm25", "dense") -> its run of ``queries`` at ``depth`` over the corpus."""
     out = {}
-    for name in job.filter:
+    for name in names:
         if name == "bm25":
             import os
 
@@ -109,15 +111,41 @@ def _rankings(job: GenerateJob, prep, pairs: list[Pair]) -> dict[str, dict[str, 
             searcher = BM25Searcher(prep.lucene_index(threads=os.cpu_count() or 1),
                                     BM25Config(k1=job.bm25_k1, b=job.bm25_b))
             try:
-                run = searcher.search(queries, job.k)
+                out[name] = searcher.search(queries, depth)
             finally:
                 searcher.close()
         else:
             from pipelines.baselines import dense_searcher
 
-            run = dense_searcher(prep, job.encoder, embeddings=job.embeddings).search(queries, job.k)
-        out[name] = {q: [d for d, _ in sorted(hits.items(), key=lambda x: (-x[1], x[0]))] for q, hits in run.items()}
+            out[name] = dense_searcher(prep, job.encoder, embeddings=job.embeddings).search(queries, depth)
     return out
+
+
+def _rankings(job: GenerateJob, prep, pairs: list[Pair]) -> dict[str, dict[str, list[str]]]:
+    """Retriever name -> query id -> the top-k document ids, for the round-trip filter."""
+    runs = _runs(job, prep, {p.query_id: p.query for p in pairs}, job.filter, job.k)
+    return {name: {q: [d for d, _ in sorted(hits.items(), key=lambda x: (-x[1], x[0]))] for q, hits in run.items()}
+            for name, run in runs.items()}
+
+
+def write_teacher(job: GenerateJob, prep, pairs: list[Pair], path: Path) -> dict:
+    """The distill loss's pseudo-labels for the kept pairs' queries: BM25 and the dense model's top
+    ``teacher_depth`` each, z-scored and summed (the [fuse] stage's default, picked on SciFact's training
+    queries: benchmarks/fusion.py), as a TREC run. Returns how often the teacher ranks the pair's source first."""
+    from retriever.data.trec import sorted_hits, write_run
+    from retriever.eval.fusion import fuse
+
+    t0 = time.perf_counter()
+    queries = {p.query_id: p.query for p in pairs}
+    runs = _runs(job, prep, queries, ("bm25", "dense"), job.teacher_depth)
+    fused = fuse([runs["bm25"], runs["dense"]], "convex", norm="zscore", depth=job.teacher_depth)
+    write_run(fused, path, tag="densepipe-teacher")
+    source = {p.query_id: p.doc_id for p in pairs}
+    ranks = [next((i for i, (d, _) in enumerate(sorted_hits(fused.get(q, {})), 1) if d == source[q]), None)
+             for q in sorted(queries)]
+    return {"run": str(path), "queries": len(queries), "depth": job.teacher_depth,
+            "source_first": sum(r == 1 for r in ranks), "source_missing": sum(r is None for r in ranks),
+            "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def run_generate(job: GenerateJob, generator=None) -> dict:
@@ -153,6 +181,7 @@ def run_generate(job: GenerateJob, generator=None) -> dict:
     out = Path(job.output)
     write_pairs(out, corpus_file(resolve_dataset(job.dataset)), kept)
     kept_ids = {p.query_id for p in kept}
+    teacher = write_teacher(job, prep, kept, out / "teacher.trec") if job.teacher else None
     with atomic_path(out / "candidates.jsonl") as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             for i, p in enumerate(pairs):
@@ -164,7 +193,7 @@ def run_generate(job: GenerateJob, generator=None) -> dict:
     info = {"dataset": job.dataset, "output": str(out), "job": {**asdict(job), "encoder": job.encoder.to_dict()},
             "documents": len(corpus), "sampled_documents": len(sampled), "empty_documents_skipped": empty,
             "generation": {**report.to_dict(), "unusable": len(unusable)}, "pairs": by_source,
-            "kept": len(kept), "candidates": len(pairs),
+            "kept": len(kept), "candidates": len(pairs), **({"teacher": teacher} if teacher else {}),
             "seconds": {"generate": round(t_gen, 1), "filter": round(time.perf_counter() - t1, 1)},
             "seconds_per_document_generating": round(t_gen / max(1, len(sampled)), 3) if report.generated else None,
             "examples": {"kept": [p.query for p in kept if p.source == "generated"][:5],

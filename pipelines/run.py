@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.config import PipelineConfig
+from retriever.types import ConfigError
 from retriever.atomic import read_json, write_json, write_text
 
 
@@ -64,6 +65,12 @@ class PipelineRun:
             section = self.config.section_dict(stage)
             if stage in ("pretrain", "encode", "encode_tuned", "generate", "mine"):  # engine and workers: how, not what
                 section = {k: v for k, v in section.items() if k not in ("engine", "num_workers")}
+            if stage == "train" and section.get("teacher"):  # a user's teacher run: its content, not its name
+                teacher = Path(section["teacher"])
+                if not teacher.is_file():
+                    raise ConfigError(f"[train] teacher {teacher} is not a file: give a TREC run of the training "
+                                      "queries.")
+                section = {**section, "teacher": hashlib.sha256(teacher.read_bytes()).hexdigest()}
             keys[stage] = _key(stage, section, [keys[u] for u in self.upstream(stage)])
         return keys
 
@@ -267,11 +274,19 @@ class PipelineRun:
                        config=loop_config(TrainConfig, c), engine=c.engine, num_workers=c.num_workers,
                        ray=self.ray_env(),
                        docs_per_shard=r.docs_per_shard, max_docs=r.max_docs,
-                       embeddings=str(self._embeddings()), doc_encoder=self._encoder())
+                       embeddings=str(self._embeddings()), doc_encoder=self._encoder(), teacher=self._teacher())
         info = run_training(job)
         return {"model": info["model"], "loss_png": str(self.dir / "train" / "loss.png"), "steps": info["steps"],
                 "train_seconds": info["train_seconds"], "held_out_evals": info["held_out_evals"],
                 "examples": info["examples"], "final_loss": info["final_loss"]}
+
+    def _teacher(self) -> str | None:
+        """The distill loss's run: [train] teacher, else the one [generate] writes with teacher = true (the config's
+        checks make sure the distill loss has one and that no other loss gets one)."""
+        c, g = self.config.train, self.config.generate
+        if c.loss == "distill" and not c.teacher and g is not None and g.teacher:
+            return str(Path(self._training_data()) / "teacher.trec")
+        return c.teacher
 
     def _stage_encode_tuned(self) -> dict:
         return self._encode_into(self._final_embeddings(), self._final_encoder())

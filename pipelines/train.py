@@ -50,6 +50,7 @@ class TrainJob:
     max_docs: int | None = None
     embeddings: str | None = None  # tower="query": the base model's corpus embeddings (default: the work cache's)
     doc_encoder: EncoderConfig | None = None  # ... and the settings they were encoded with (default: the model's)
+    teacher: str | None = None  # loss = "distill": a TREC run of the training queries whose scores are the targets
 
     def __post_init__(self) -> None:
         if self.engine not in ("ray", "local"):
@@ -58,6 +59,10 @@ class TrainJob:
             raise ConfigError("train num_workers must be >= 1.")
         if not 0 <= self.held_out < 1:
             raise ConfigError(f"train held_out must be in [0, 1), got {self.held_out}.")
+        if (self.config.loss == "distill") != bool(self.teacher):
+            raise ConfigError("train: the distill loss learns from a teacher run and a teacher run is only read by "
+                              "it: set loss = 'distill' with teacher = a TREC run of the training queries "
+                              "(`densepipe generate-queries --teacher` writes one), or neither.")
 
 
 @dataclass
@@ -76,6 +81,7 @@ class TrainTask:
     crash_at: int | None = None
     output_dir: str | None = None  # where this worker writes (a node-local folder with storage); None: job.output
     base_name: str | None = None  # the base model as the driver names it (workers may hold a fetched copy)
+    teacher: dict | None = None  # the distill loss's run, the training queries' entries only
 
     def run(self, rank: int = 0, world_size: int = 1, report=None) -> TrainState:
         import torch
@@ -90,7 +96,7 @@ class TrainTask:
         trainer = ContrastiveTrainer(model, job.config, self.examples, self.query_text, self.doc_text,
                                      self.positives, out / "checkpoint", self.fingerprint, vectors,
                                      self._evaluator() if self.held_out else None, report, rank, world_size,
-                                     self.crash_at)
+                                     self.crash_at, self.teacher)
         state = trainer.fit()
         if rank == 0:
             self._save(getattr(model, "module", model), state)
@@ -159,6 +165,8 @@ class TrainTask:
         if job.config.tower == "query":
             info["document_encoder"] = self.base_name or job.model
             info["document_encoder_hash"] = info["base_model_hash"]
+        if job.teacher:
+            info["teacher"] = {"run": job.teacher, "queries": len(self.teacher or {})}
         return info
 
 
@@ -213,9 +221,11 @@ vectors. Training record: `densepipe_training.json`.
 """ + rest)
 
 
-def _fingerprint(job: TrainJob, examples: list[TrainingExample], held: list[str]) -> str:
+def _fingerprint(job: TrainJob, examples: list[TrainingExample], held: list[str], teacher: dict | None = None) -> str:
     config = job.config.fingerprint_dict()
     parts = [config, examples_hash(examples), held, model_hash(resolve_model(job.model)), job.eval_docs]
+    if teacher is not None:
+        parts.append(hashlib.sha256(json.dumps(teacher, sort_keys=True).encode()).hexdigest())
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -239,8 +249,14 @@ def build_task(job: TrainJob, crash_at: int | None = None) -> TrainTask:
     used = {e.query_id for e in examples}
     # document texts travel to the workers only when documents are encoded there (tower="both")
     doc_text = {d: doc.joined(" ") for d, doc in ds.corpus.items()} if job.config.tower == "both" else {}
-    task = TrainTask(job, _fingerprint(job, train, held), train, {q: ds.qrels[q] for q in held},
-                     {q: ds.queries[q] for q in used}, doc_text, positives, crash_at=crash_at)
+    teacher = None
+    if job.teacher:
+        from retriever.data import read_run
+
+        wanted = {e.query_id for e in train}
+        teacher = {q: hits for q, hits in read_run(job.teacher).items() if q in wanted}
+    task = TrainTask(job, _fingerprint(job, train, held, teacher), train, {q: ds.qrels[q] for q in held},
+                     {q: ds.queries[q] for q in used}, doc_text, positives, crash_at=crash_at, teacher=teacher)
     if job.config.tower == "query":
         from pipelines.encode import corpus_vectors
 

@@ -1,9 +1,9 @@
 """Supervised contrastive fine-tuning of a sentence-transformers bi-encoder.
 
 Each step takes a batch of (query, positive, hard negatives); the loss (``retriever/losses``: InfoNCE, debiased,
-decoupled, supervised-contrastive or graded; optionally through a gradient cache) sees every positive and
-negative of the batch as candidates for every query, with a query's other known positives masked out (or, for
-the multi-positive losses, added and counted as positives). Optional: a learned temperature, a momentum queue of
+decoupled, supervised-contrastive, graded, or distillation from a teacher run's scores; optionally through a
+gradient cache) sees every positive and negative of the batch as candidates for every query, with a query's other
+known positives masked out (or, for the multi-positive losses, added and counted as positives). Optional: a learned temperature, a momentum queue of
 earlier batches' documents (``queue.py``), MoCHi's synthetic hard negatives, and cluster-formed batches
 (``batching.py``). Two ways to train:
 
@@ -38,7 +38,7 @@ from retriever.types import ConfigError
 log = logging.getLogger("densepipe.train")
 
 
-LOSSES = ("infonce", "debiased", "dcl", "supcon", "graded")
+LOSSES = ("infonce", "debiased", "dcl", "supcon", "graded", "distill")
 MULTI_POSITIVE = ("supcon", "graded")  # losses that take every judged positive of a query as a candidate
 
 
@@ -74,6 +74,8 @@ class TrainConfig:
     mix_query: int = 0  # MoCHi: synthetic negatives mixed from the query and one of the hardest
     mix_pool: int = 16  # MoCHi: how many of the hardest negatives are mixed
     batching: str = "random"  # or "cluster": queries whose positives are neighbours share a batch
+    teacher_temperature: float = 1.0  # distill: the temperature of the teacher's softmax over the candidates
+    teacher_weight: float = 1.0  # distill: the teacher's share of the target (the rest on the own positive)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -102,6 +104,13 @@ class TrainConfig:
                 raise ConfigError(f"train queue_momentum must be in [0, 1), got {self.queue_momentum}.")
         if self.temperature_lr is not None and self.temperature_lr <= 0:
             raise ConfigError(f"train temperature_lr must be > 0, got {self.temperature_lr}.")
+        if self.loss == "distill":
+            from retriever.losses import DistillConfig
+
+            DistillConfig(self.temperature, self.teacher_temperature, self.teacher_weight)
+            if self.queue_size or self.mix_negatives or self.mix_query:
+                raise ConfigError("the distill loss scores candidates by the teacher's run, which cannot score a "
+                                  "queue's entries or MoCHi's mixed negatives: set queue_size and mix_* to 0.")
         if self.loss == "graded" and self.graded_gain not in ("linear", "exponential"):
             raise ConfigError(f"train graded_gain must be 'linear' or 'exponential', got {self.graded_gain!r}.")
 
@@ -124,13 +133,14 @@ class TrainConfig:
 
 
 ADDED_FIELDS = ("learn_temperature", "temperature_lr", "max_positives", "graded_gain", "queue_size", "queue_momentum",
-                "queue_margin", "mix_negatives", "mix_query", "mix_pool", "batching")
+                "queue_margin", "mix_negatives", "mix_query", "mix_pool", "batching", "teacher_temperature",
+                "teacher_weight")
 
 
 def build_loss(config: TrainConfig):
     from retriever.losses import (ContrastiveOptions, DebiasedInfoNCE, DebiasedInfoNCEConfig, DecoupledConfig,
-                                  DecoupledInfoNCE, GradedConfig, GradedContrastive, InfoNCE, InfoNCEConfig,
-                                  SupCon, SupConConfig)
+                                  DecoupledInfoNCE, DistillConfig, Distillation, GradedConfig, GradedContrastive,
+                                  InfoNCE, InfoNCEConfig, SupCon, SupConConfig)
 
     options = ContrastiveOptions(config.learn_temperature,
                                  config.mix_config() if config.mix_negatives or config.mix_query else None,
@@ -141,6 +151,9 @@ def build_loss(config: TrainConfig):
         return DecoupledInfoNCE(DecoupledConfig(config.temperature), options)
     if config.loss == "supcon":
         return SupCon(SupConConfig(config.temperature), options)
+    if config.loss == "distill":
+        return Distillation(DistillConfig(config.temperature, config.teacher_temperature, config.teacher_weight),
+                            options)
     if config.loss == "graded":
         return GradedContrastive(GradedConfig(config.temperature, config.graded_gain), options)
     return InfoNCE(InfoNCEConfig(config.temperature, config.symmetric), options)
@@ -182,15 +195,19 @@ def embedding_fn(model):
 class ContrastiveTrainer:
     """``model``: a SentenceTransformer (trained in place). ``query_text`` / ``doc_text`` map ids to texts;
     ``doc_vectors`` (ids -> row, matrix) is required for ``tower="query"``. ``positives``: every known positive
-    per query (for masking; a {doc id: grade} mapping per query feeds the graded loss, a set counts grade 1). ``evaluate(model) -> dict`` runs on held-out data; ``report(dict)`` receives
-    progress (Ray Train's ``report`` in a worker). ``crash_at``: kill the process after this step (tests)."""
+    per query (for masking; a {doc id: grade} mapping per query feeds the graded loss, a set counts grade 1).
+    ``teacher``: the distill loss's pseudo-labels, a run (query id -> {doc id: score}) holding every training
+    query; a document the run does not list for a query scores the query's lowest listed score, as fusion fills a
+    one-sided hit. ``evaluate(model) -> dict`` runs on held-out data; ``report(dict)`` receives progress (Ray
+    Train's ``report`` in a worker). ``crash_at``: kill the process after this step (tests)."""
 
     def __init__(self, model, config: TrainConfig, examples: Sequence[TrainingExample],
                  query_text: Mapping[str, str], doc_text: Mapping[str, str] | Callable[[str], str],
                  positives: Mapping[str, set], out_dir: str | os.PathLike, fingerprint: str,
                  doc_vectors: tuple[Mapping[str, int], np.ndarray] | None = None,
                  evaluate: Callable[[object], dict] | None = None, report: Callable[[dict], None] | None = None,
-                 rank: int = 0, world_size: int = 1, crash_at: int | None = None):
+                 rank: int = 0, world_size: int = 1, crash_at: int | None = None,
+                 teacher: Mapping[str, Mapping[str, float]] | None = None):
         if config.tower == "query" and doc_vectors is None:
             raise ConfigError("tower='query' trains against fixed document vectors: pass doc_vectors.")
         if not examples:
@@ -198,6 +215,15 @@ class ContrastiveTrainer:
         if world_size > 1 and config.grad_cache_chunk:
             raise ConfigError("grad_cache_chunk works with one training worker; with several, the batch is split "
                               "between them already: leave grad_cache_chunk unset or use num_workers = 1.")
+        if (config.loss == "distill") != (teacher is not None):
+            raise ConfigError("a teacher run goes with loss = 'distill' and the distill loss needs one: pass both "
+                              "or neither.")
+        if teacher is not None:
+            missing = sorted({e.query_id for e in examples if not teacher.get(e.query_id)})
+            if missing:
+                raise ConfigError(f"the teacher run scores no document for {len(missing)} training queries (e.g. "
+                                  f"{missing[:3]}): make the run from the same training queries.")
+        self.teacher = teacher
         self.model, self.config, self.examples = model, config, list(examples)
         self.query_text, self.positives = query_text, positives
         self.doc_text = doc_text if callable(doc_text) else doc_text.__getitem__
@@ -268,6 +294,18 @@ class ContrastiveTrainer:
             return float(known.get(d, 0)) if isinstance(known, Mapping) else float(d in known)
 
         return torch.tensor([[grade(q, d) for d in doc_ids] for q in qids], dtype=torch.float32)
+
+    def _teacher_scores(self, qids: Sequence[str], doc_ids: Sequence[str]):
+        """(B, D) the teacher run's score of each column's document for each row's query (unlisted: the query's
+        lowest listed score)."""
+        import torch
+
+        rows = []
+        for q in qids:
+            scores = self.teacher[q]
+            floor = min(scores.values())
+            rows.append([float(scores.get(d, floor)) for d in doc_ids])
+        return torch.tensor(rows, dtype=torch.float32)
 
     def _cluster_labels(self, encode) -> np.ndarray:
         """Cluster batching: the examples' positive documents, embedded by the model before any training (the
@@ -341,6 +379,8 @@ class ContrastiveTrainer:
             loss_kwargs = {}
             if cfg.loss == "graded":
                 loss_kwargs["relevance"] = self._relevance(qids, pos_ids + neg_ids).to(device)
+            elif cfg.loss == "distill":
+                loss_kwargs["relevance"] = self._teacher_scores(qids, pos_ids + neg_ids).to(device)
             if queue is not None and len(queue):
                 loss_kwargs["queue"] = queue.tensor(device)
                 loss_kwargs["queue_mask"] = queue.mask_for(qids, self.positives).to(device)

@@ -214,6 +214,23 @@ def test_hyde_on_two_nodes_equals_local(two_nodes, scifact_slice, tmp_path, caps
     assert on_ray["metrics"] == local["metrics"]
 
 
+def test_generate_queries_on_two_nodes_equals_local(two_nodes, tmp_path, capsys, fake_server):  # noqa: F811
+    from tests.conftest import run_cli
+    from tests.pipelines.test_generate import _corpus_only
+
+    data = _corpus_only(tmp_path / "c")
+    common = ["generate-queries", "--dataset", str(data), "--generator", fake_server, "--endpoint-model", "echo",
+              "--docs", "12", "--filter", "none", "--gen-batch-size", "2"]
+    # two workers of one CPU each on two one-CPU nodes: one actor per node
+    on_ray = run_cli(capsys, *common, "--engine", "ray", "--num-workers", "2", "--ray-address", two_nodes.address,
+                     "--output", str(tmp_path / "ray"))
+    local = run_cli(capsys, *common, "--output", str(tmp_path / "local"))
+    assert on_ray["generation"]["generated"] == 12 and on_ray["generation"]["failed_batches"] == 0
+    assert (tmp_path / "ray" / "qrels" / "train.tsv").read_text() == \
+        (tmp_path / "local" / "qrels" / "train.tsv").read_text()
+    assert on_ray["kept"] == local["kept"] > 0
+
+
 def test_pretraining_on_two_nodes_through_s3(two_nodes, scifact_slice, s3_root, tmp_path, tiny_model):
     from sentence_transformers import SentenceTransformer
 

@@ -105,11 +105,12 @@ def _corpus_only(folder: Path) -> Path:
 def test_label_free_path_opens_no_judgments(tmp_path, capsys, fake_server):  # noqa: F811
     """generate-queries -> mine -> train on a folder without queries or qrels; unusable and generic generations
     are counted and dropped; the filter's kept pairs are exactly those whose source ranks within k; a rerun asks
-    the generator nothing."""
+    the generator nothing; the teacher run (BM25 fused with the dense model) labels every kept query and the
+    distill loss trains on it."""
     data = _corpus_only(tmp_path / "corpus-only")
     pairs = tmp_path / "pairs"
     args = ["generate-queries", "--dataset", str(data), "--generator", fake_server, "--endpoint-model", "echo",
-            "--docs", "0", "--filter", "dense", "--k", "2", "--output", str(pairs)]
+            "--docs", "0", "--filter", "dense", "--k", "2", "--output", str(pairs), "--teacher", "--teacher-depth", "5"]
     first = run_cli(capsys, *args)
     assert first["sampled_documents"] == 40 and first["empty_documents_skipped"] == 1
     # "cohort 3" documents get a heading only, "cohort 2" ones a generic query shared by ten documents
@@ -135,6 +136,23 @@ def test_label_free_path_opens_no_judgments(tmp_path, capsys, fake_server):  # n
     assert trained["examples"] == len(kept) and trained["steps"] >= 1
     assert (tmp_path / "tuned" / "model" / "config_sentence_transformers.json").is_file() or \
         (tmp_path / "tuned" / "model" / "modules.json").is_file()
+    from retriever.data import read_run
+
+    teacher = read_run(pairs / "teacher.trec")
+    assert set(teacher) == {c["query_id"] for c in kept} and all(0 < len(h) <= 10 for h in teacher.values())
+    assert first["teacher"]["queries"] == len(kept) and first["teacher"]["source_missing"] == 0
+    distilled = run_cli(capsys, "train", "--dataset", str(pairs), "--pairs", str(tmp_path / "mined.parquet"),
+                        "--engine", "local", "--tower", "query", "--epochs", "1", "--batch-size", "4",
+                        "--negatives", "2", "--held-out", "0", "--loss", "distill", "--teacher",
+                        str(pairs / "teacher.trec"), "--teacher-temperature", "2", "--output", str(tmp_path / "d"))
+    assert distilled["steps"] == trained["steps"] and distilled["fingerprint"] != trained["fingerprint"]
+    record = json.loads((tmp_path / "d" / "model" / "densepipe_training.json").read_text())
+    assert record["teacher"]["queries"] == len(kept) and record["config"]["teacher_temperature"] == 2.0
+    from pipelines.cli import main
+
+    base = ["train", "--dataset", str(pairs), "--engine", "local", "--output", str(tmp_path / "x")]
+    assert main(base + ["--loss", "distill"]) == 2 and "teacher" in capsys.readouterr().err
+    assert main(base + ["--teacher", str(pairs / "teacher.trec")]) == 2 and "distill" in capsys.readouterr().err
     assert not (data / "qrels").exists() and not (data / "queries.jsonl").exists()
 
 

@@ -147,6 +147,11 @@ def _report_renders_with_its_loss_curve(html, png) -> None:
     ({"encode": {}, "generate": {}}, "stage [generate] writes training pairs: it needs stage [train]"),
     ({"encode": {}, "generate": {"filter": ["splade"]}, "train": {"negatives": 0}}, "generate filter must be"),
     ({"encode": {}, "generate": {"sources": []}, "train": {"negatives": 0}}, "generate sources must be"),
+    ({"encode": {}, "train": {"negatives": 0, "loss": "distill"}}, "'distill' needs a teacher run"),
+    ({"encode": {}, "generate": {}, "train": {"negatives": 0, "loss": "distill"}}, "[generate].teacher = true"),
+    ({"encode": {}, "train": {"negatives": 0, "teacher": "t.trec"}}, "read by the distill loss only"),
+    ({"encode": {}, "train": {"negatives": 0, "loss": "distill", "teacher": "t.trec", "queue_size": 8}},
+     "cannot score a queue"),
 ])
 def test_bad_training_configs_are_rejected(data, needle):
     with pytest.raises(ConfigError) as e:

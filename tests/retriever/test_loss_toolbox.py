@@ -1,6 +1,6 @@
 """The contrastive toolbox against hand computations on tiny tensors: SupCon with two positives, DCL, graded
-targets, a learned temperature's gradient, the queue's contents and false-negative filters, MoCHi's mixed points,
-and cluster-formed batches."""
+targets, distillation from a teacher's scores, a learned temperature's gradient, the queue's contents and
+false-negative filters, MoCHi's mixed points, and cluster-formed batches."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from retriever.losses import (ContrastiveOptions, DecoupledConfig, DecoupledInfoNCE, GradedConfig,
+from retriever.losses import (ContrastiveOptions, DecoupledConfig, DecoupledInfoNCE, DistillConfig, Distillation,
+                              GradedConfig,
                               GradedContrastive, InfoNCE, InfoNCEConfig, MixConfig, SupCon, SupConConfig,
                               mix_hard_negatives)
 from retriever.losses.base import candidates
@@ -73,6 +74,38 @@ def test_graded_targets_follow_the_gains():
     # every grade 1: the same as SupCon
     ones = GradedContrastive(GradedConfig(T))(Q, P, N, mask=mask)
     assert ones.item() == pytest.approx(SupCon(SupConConfig(T))(Q, P, N, mask=mask).item(), abs=1e-6)
+
+
+def test_distillation_targets_the_teachers_softmax():
+    teacher = torch.tensor([[2.0, 0.0, 1.0], [0.0, 3.0, 3.0]])  # q1: the teacher ties its positive with n0
+    s = (Q @ torch.cat([P, N]).T / T).tolist()
+    lp = [[v - _logsumexp(row) for v in row] for row in s]
+
+    def expected(t_teacher: float, w: float) -> float:
+        total = 0.0
+        for i in range(2):
+            z = [math.exp(u / t_teacher) for u in teacher[i].tolist()]
+            target = [w * zj / sum(z) + (1 - w) * (j == i) for j, zj in enumerate(z)]
+            total -= sum(tj * lpj for tj, lpj in zip(target, lp[i]))
+        return total / 2
+
+    for t_teacher, w in ((1.0, 1.0), (2.0, 1.0), (1.0, 0.5)):
+        got = Distillation(DistillConfig(T, t_teacher, w))(Q, P, N, relevance=teacher)
+        assert got.item() == pytest.approx(expected(t_teacher, w), abs=1e-6)
+    # all on the own positive: InfoNCE (other positives left in the denominator)
+    none = Distillation(DistillConfig(T, teacher_weight=0.0))(Q, P, N, relevance=teacher)
+    assert none.item() == pytest.approx(InfoNCE(InfoNCEConfig(T))(Q, P, N).item(), abs=1e-6)
+    # the teacher's scores are targets, not something to differentiate
+    q = Q.clone().requires_grad_(True)
+    u = teacher.clone().requires_grad_(True)
+    Distillation(DistillConfig(T))(q, P, N, relevance=u).backward()
+    assert u.grad is None and q.grad is not None
+    with pytest.raises(ConfigError, match="teacher"):
+        Distillation(DistillConfig(T))(Q, P, N)
+    with pytest.raises(ConfigError, match="teacher_weight"):
+        DistillConfig(T, teacher_weight=1.5)
+    with pytest.raises(ConfigError, match="queue"):
+        TrainConfig(loss="distill", queue_size=8)
 
 
 def test_learned_temperature_gets_the_hand_derived_gradient():
