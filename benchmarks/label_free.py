@@ -212,7 +212,7 @@ def main() -> None:
                     "fused": fused_rows(bm25, run, qrels, base_eval.per_query),
                     "made_by": {k: made[k] for k in ("command", "commit", "dirty")},
                     **({"trained_before": True} if trained["skipped"] else {})}
-                done = [row["seeds"][str(s)] for s in seeds if str(s) in row["seeds"]]
+                done = list(row["seeds"].values())  # every seed of the row, this invocation's or an earlier one's
                 row["mean_ndcg@10"] = round(sum(d["metrics"]["ndcg@10"] for d in done) / len(done), 5)
                 row["mean_dev_ndcg@10"] = round(sum(d["dev_ndcg@10"] for d in done) / len(done), 5)
                 for fusion in FUSIONS:

@@ -198,7 +198,7 @@ def main() -> None:
                     "p_vs_base": round(vs_base.t_pvalue, 5), "train_seconds": info["train_seconds"],
                     "steps": info["steps"], "geometry_held_out": geometry_of(evals), "config": info["config"],
                     "final_temperature": final_temperature(model), "run": run_index}
-                done = [row["seeds"][str(s)] for s in seeds if str(s) in row["seeds"]]
+                done = list(row["seeds"].values())  # every seed of the row, this invocation's or an earlier one's
                 row["mean_ndcg@10"] = round(sum(d["metrics"]["ndcg@10"] for d in done) / len(done), 5)
                 held = [d["held_out_ndcg@10"] for d in done if d["held_out_ndcg@10"] is not None]
                 row["mean_held_out_ndcg@10"] = round(sum(held) / len(held), 5) if held else None
