@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.config import PipelineConfig
-from retriever.types import ConfigError
 from retriever.atomic import read_json, write_json, write_text
+from retriever.types import ConfigError
 
 
 

@@ -50,6 +50,25 @@ def test_grad_cache_equals_full_batch_gradients(loss):
     assert torch.allclose(_grads(model), expected, atol=1e-6)
 
 
+def test_grad_cache_equals_full_batch_gradients_with_a_teacher():
+    """The distill loss's teacher scores travel through the cache like the graded loss's grades."""
+    from retriever.losses import DistillConfig, Distillation
+
+    torch.manual_seed(0)
+    model = ToyEncoder(dropout=0.0)
+    q, p, n = [f"q{i}" for i in range(6)], [f"p{i}" for i in range(6)], [f"n{i}" for i in range(6)]
+    teacher = torch.randn(6, 12)
+    loss = Distillation(DistillConfig(0.1, teacher_temperature=2.0, teacher_weight=0.7))
+    full = loss(model(q), model(p), model(n), relevance=teacher)
+    full.backward()
+    expected = _grads(model).clone()
+    model.zero_grad()
+    cached = GradCache(loss, GradCacheConfig(chunk_size=4)).step([(model, q), (model, p), (model, n)],
+                                                                relevance=teacher)
+    assert torch.allclose(cached, full.detach(), atol=1e-6)
+    assert torch.allclose(_grads(model), expected, atol=1e-6)
+
+
 def test_grad_cache_equals_full_batch_gradients_with_the_toolbox():
     """SupCon with a queue, MoCHi points and a learned temperature through the cache: same loss and gradients
     (model and temperature) as the full batch; the mixing draws are replayed from the same generator state."""
