@@ -27,7 +27,8 @@ def provenance(script: str, argv: list[str] | None = None) -> dict:
         except PackageNotFoundError:
             pass
     return {"command": f"python benchmarks/{script} " + " ".join(sys.argv[1:] if argv is None else argv),
-            "commit": git("rev-parse", "HEAD"),  # dirty: code changed since the commit (results being written don't count)
+            # dirty: code changed since the commit (results files being written do not count)
+            "commit": git("rev-parse", "HEAD"),
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results")),
             "versions": versions, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                               "platform": platform.platform()}}
