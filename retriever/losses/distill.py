@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from retriever.losses.base import Candidates, ContrastiveLoss, LossConfig
+from retriever.losses.base import Candidates, ContrastiveLoss, ContrastiveOptions, LossConfig
 from retriever.losses.supcon import soft_target_loss
 from retriever.types import ConfigError
 
@@ -38,11 +38,23 @@ def teacher_targets(teacher: torch.Tensor, c: Candidates, config: DistillConfig)
 
 
 class Distillation(ContrastiveLoss):
+    """Refuses a queue and MoCHi's mixed negatives: the teacher's run cannot score their columns (the base pads a
+    shorter ``relevance`` with zeros, which would be read as teacher scores)."""
+
     Config = DistillConfig
+
+    def __init__(self, config: DistillConfig | None = None, options: ContrastiveOptions = ContrastiveOptions()):
+        if options.mix is not None:
+            raise ConfigError("the distill loss cannot score MoCHi's mixed negatives: leave mixing off.")
+        super().__init__(config, options)
+
+    def forward(self, q, d_pos, d_neg=None, mask=None, queue=None, queue_mask=None, relevance=None):
+        if queue is not None and queue.numel():
+            raise ConfigError("the distill loss cannot score a queue's entries: leave the queue off.")
+        return super().forward(q, d_pos, d_neg, mask, queue, queue_mask, relevance)
 
     def objective(self, logits: torch.Tensor, c: Candidates, relevance, q, d_pos) -> torch.Tensor:
         """``relevance`` (B, C): the teacher's score of every candidate column (required)."""
-        if relevance is None or relevance.shape != logits.shape:
-            raise ConfigError("the distill loss needs the teacher's score of every candidate (pass --teacher); "
-                              "it cannot score a queue's entries or MoCHi's mixed negatives.")
+        if relevance is None:
+            raise ConfigError("the distill loss needs the teacher's score of every candidate (pass --teacher).")
         return soft_target_loss(logits, c, teacher_targets(relevance.to(logits.dtype), c, self.config).detach())

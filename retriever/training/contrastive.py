@@ -3,9 +3,9 @@
 Each step takes a batch of (query, positive, hard negatives); the loss (``retriever/losses``: InfoNCE, debiased,
 decoupled, supervised-contrastive, graded, or distillation from a teacher run's scores; optionally through a
 gradient cache) sees every positive and negative of the batch as candidates for every query, with a query's other
-known positives masked out (or, for the multi-positive losses, added and counted as positives). Optional: a learned temperature, a momentum queue of
-earlier batches' documents (``queue.py``), MoCHi's synthetic hard negatives, and cluster-formed batches
-(``batching.py``). Two ways to train:
+known positives masked out (or, for the multi-positive losses, added and counted as positives). Optional: a learned
+temperature, a momentum queue of earlier batches' documents (``queue.py``), MoCHi's synthetic hard negatives, and
+cluster-formed batches (``batching.py``). Two ways to train:
 
 - ``tower="both"`` — one shared encoder for queries and documents (DPR, sentence-transformers'
   MultipleNegativesRankingLoss); the corpus must be re-encoded afterwards.

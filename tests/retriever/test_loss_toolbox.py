@@ -102,6 +102,10 @@ def test_distillation_targets_the_teachers_softmax():
     assert u.grad is None and q.grad is not None
     with pytest.raises(ConfigError, match="teacher"):
         Distillation(DistillConfig(T))(Q, P, N)
+    with pytest.raises(ConfigError, match="queue"):  # not silently zero-padded as teacher scores
+        Distillation(DistillConfig(T))(Q, P, N, queue=N, relevance=teacher)
+    with pytest.raises(ConfigError, match="MoCHi"):
+        Distillation(DistillConfig(T), ContrastiveOptions(mix=MixConfig(1, 0, pool=2)))
     with pytest.raises(ConfigError, match="teacher_weight"):
         DistillConfig(T, teacher_weight=1.5)
     with pytest.raises(ConfigError, match="queue"):
