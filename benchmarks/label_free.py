@@ -3,6 +3,7 @@ judgment of the collection is read. Rows:
 
 - base: the model zero-shot; BM25 (Pyserini, flat); the two fused (no training);
 - title: title -> document pairs of the sampled documents (the same sample the generator sees);
+- title-all: title -> document pairs of every document of the corpus (titles cost nothing to generate);
 - generated: one query per sampled document from SmolLM2-135M-Instruct (``densepipe generate-queries``), unfiltered;
 - generated-bm25: the same queries kept only when BM25 ranks their source document within the top 10 (round trip);
 - generated-bm25+title: both sources, filtered;
@@ -39,8 +40,9 @@ HERE = Path(__file__).resolve().parent
 BASE = "sentence-transformers/all-MiniLM-L6-v2"
 OUTPUT = HERE / "results" / "label_free.json"
 SAMPLE = {"scifact": 1500, "cisi": None}  # documents sampled (CISI: all 1,460)
-ROWS = {  # name -> (sources, round-trip filter, its k, pretrained first[, TrainConfig changes: a teacher run])
+ROWS = {  # name -> (sources, round-trip filter, its k, pretrained first[, changes: TrainConfig's, "docs" sampled])
     "title": (("title",), (), 10, False),
+    "title-all": (("title",), (), 10, False, {"docs": None}),
     "generated": (("generated",), (), 10, False),
     "generated-bm25": (("generated",), ("bm25",), 10, False),
     "generated-bm25+title": (("generated", "title"), ("bm25",), 10, False),
@@ -84,14 +86,18 @@ def bm25_run(dataset: str, folder: Path) -> dict:
     return read_run(path)
 
 
-def pairs_folder(dataset: str, folder: Path, sources: tuple, filt: tuple, k: int, teacher: bool = False) -> dict:
+def pairs_folder(dataset: str, folder: Path, sources: tuple, filt: tuple, k: int, teacher: bool = False,
+                 docs: int | None | str = "default") -> dict:
+    """The pairs folder of a row (generated once); ``docs``: documents sampled, the collection's SAMPLE unless
+    given (None: all)."""
     from pipelines.generate import GenerateJob, run_generate
 
     out = folder / ("pairs-" + "+".join(sources) + "-" + ("+".join(filt) or "none") + ("" if k == 10 else f"-k{k}")
-                    + ("-teacher" if teacher else ""))
+                    + ("-teacher" if teacher else "") + ("" if docs == "default" else f"-docs{docs or 'all'}"))
     if (out / "generate.json").is_file():
         return json.loads((out / "generate.json").read_text())
-    return run_generate(GenerateJob(dataset, str(out), sources, SAMPLE.get(dataset, 1000), filter=filt, k=k,
+    sample = SAMPLE.get(dataset, 1000) if docs == "default" else docs
+    return run_generate(GenerateJob(dataset, str(out), sources, sample, filter=filt, k=k,
                                     cache=str(folder / "generations"), teacher=teacher))
 
 
@@ -182,9 +188,10 @@ def main() -> None:
         save()
         for name in names:
             sources, filt, k, pretrain_first, *changes = ROWS[name]
-            changes = changes[0] if changes else {}
+            changes = dict(changes[0]) if changes else {}
+            docs = changes.pop("docs", "default")
             distill = changes.get("loss") == "distill"
-            info = pairs_folder(dataset, folder, sources, filt, k, teacher=distill)
+            info = pairs_folder(dataset, folder, sources, filt, k, teacher=distill, docs=docs)
             start = pretrained(dataset, folder) if pretrain_first else BASE
             pairs = info["output"]
             tables = mined(pairs, start, folder / "mined" / (Path(pairs).name + ("-pretrained" if pretrain_first
