@@ -6,6 +6,7 @@ judgment of the collection is read. Rows:
 - title-all: title -> document pairs of every document of the corpus (titles cost nothing to generate);
 - generated: one query per sampled document from SmolLM2-135M-Instruct (``densepipe generate-queries``), unfiltered;
 - generated-bm25: the same queries kept only when BM25 ranks their source document within the top 10 (round trip);
+- generated-dense: the same queries kept only when the base dense model ranks their source within its top 10;
 - generated-bm25+title: both sources, filtered;
 - generated-strict (+title): kept only when BM25 *and* the base dense model rank the source within their top 3;
 - pretrain+generated-bm25: span pretraining (COSTA, the `pretrain` defaults) first, then the filtered pairs;
@@ -45,6 +46,7 @@ ROWS = {  # name -> (sources, round-trip filter, its k, pretrained first[, chang
     "title-all": (("title",), (), 10, False, {"docs": None}),
     "generated": (("generated",), (), 10, False),
     "generated-bm25": (("generated",), ("bm25",), 10, False),
+    "generated-dense": (("generated",), ("dense",), 10, False),
     "generated-bm25+title": (("generated", "title"), ("bm25",), 10, False),
     "generated-strict": (("generated",), ("bm25", "dense"), 3, False),  # both retrievers, top 3
     "generated-strict+title": (("generated", "title"), ("bm25", "dense"), 3, False),
