@@ -99,13 +99,28 @@ TOOLBOX = {"loss": "graded", "learn_temperature": True, "queue_size": 12, "queue
            "mix_negatives": 2, "mix_query": 1, "mix_pool": 4, "batching": "cluster"}
 
 
-@pytest.mark.parametrize("toolbox", [{}, TOOLBOX], ids=["infonce", "toolbox"])
+def _teacher_run(folder) -> str:
+    """A teacher run for toy_beir's training queries that scores documents of other topics too (the in-batch
+    columns another worker contributes) and leaves most unlisted (they take the query's lowest listed score)."""
+    path = folder / "teacher.trec"
+    lines = []
+    for t in range(10):
+        for j in range(2):
+            hits = [(f"d{t}-0", 4.0), (f"d{(t + 1) % 10}-0", 2.0 + 0.5 * j), (f"d{(t + 3) % 10}-0", 1.0 - 0.25 * t)]
+            lines += [f"q{t}-{j} Q0 {d} {r + 1} {s} teacher" for r, (d, s) in enumerate(hits)]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("toolbox", [{}, TOOLBOX, {"loss": "distill", "teacher_temperature": 2.0}],
+                         ids=["infonce", "toolbox", "distill"])
 def test_two_training_workers_on_two_nodes_equal_one_worker_on_the_global_batch(two_nodes, toy_beir, s3_root,
                                                                                   tmp_path_factory, toolbox):
     """Cross-worker negatives: the loss each step is the one-worker loss over the same global batch, and the
     weights after training match (the gradients agree); rank 0's model comes back through S3. The same with the
     toolbox on: a learned temperature (outside DDP: its gradient must not count twice), a momentum queue, MoCHi
-    points and cluster batches, identical on both workers."""
+    points and cluster batches, identical on both workers; and with the distill loss, whose teacher run the driver
+    reads and ships with the task, and whose targets over the gathered columns are the global batch's."""
     from pipelines.train import TrainJob, run_training
     from retriever.training import TrainConfig
     from tests.conftest import build_tiny_model
@@ -115,7 +130,8 @@ def test_two_training_workers_on_two_nodes_equal_one_worker_on_the_global_batch(
     out = tmp_path_factory.mktemp("train")
     cfg = TrainConfig(tower="both", epochs=2, batch_size=6, lr=1e-3, negatives=0, max_seq_length=32,
                       checkpoint_every=50, **toolbox)
-    common = dict(dataset=str(toy_beir), model=str(model), split="train", held_out=0.0, config=cfg)
+    teacher = _teacher_run(tmp_path_factory.mktemp("teacher")) if toolbox.get("loss") == "distill" else None
+    common = dict(dataset=str(toy_beir), model=str(model), split="train", held_out=0.0, config=cfg, teacher=teacher)
     two = run_training(TrainJob(output=str(out / "two"), engine="ray", num_workers=2,
                                 ray=RayEnv(two_nodes.address, storage=s3_root), **common))
     one = run_training(TrainJob(output=str(out / "one"), engine="local", **common))
@@ -126,7 +142,7 @@ def test_two_training_workers_on_two_nodes_equal_one_worker_on_the_global_batch(
     assert a.keys() == b.keys()
     assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-4
     assert two["base_model"] == str(model)  # the driver's name, not the worker's fetched copy
-    if toolbox:
+    if toolbox.get("learn_temperature"):
         assert [e["temperature"] for e in losses[0]] == pytest.approx([e["temperature"] for e in losses[1]],
                                                                        rel=1e-5)
 
