@@ -24,10 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from childproc import run_child
 
 HERE = Path(__file__).resolve().parent
 
@@ -193,13 +194,6 @@ def mean(runs: list[dict], key: str) -> float:
     return round(sum(x[key] for x in runs) / len(runs), 2)
 
 
-def child(kind: str, *args: str) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", kind, *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{kind} {args} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="scifact")
@@ -234,14 +228,14 @@ def main() -> None:
     variants = a.variants.split(",")
     result = {"benchmark": "encode_backends", "dataset": a.dataset, "model": "sentence-transformers/all-MiniLM-L6-v2",
               "batch_size": a.batch_size, "cpus": os.cpu_count(), "repeats": a.repeats, "kinds": a.kinds, "rows": {}}
-    result.update(child("export", *common))
+    result.update(run_child(__file__, "export", *common))
     kinds = a.kinds.split(",")
     if set(kinds) - {"local", "path", "ray"} or not kinds:
         sys.exit(f"--kinds: choose from local, path, ray (got {a.kinds})")
     plain = plain_args = None
     if "local" in kinds:  # the peer at the common batch size and at its own default (32); the faster is the reference
         common32 = [x if x != str(a.batch_size) else "32" for x in common]
-        plain, plain_default = child("plain", *common), child("plain", *common32)
+        plain, plain_default = run_child(__file__, "plain", *common), run_child(__file__, "plain", *common32)
         result["plain_sentence_transformers"] = plain
         result["plain_sentence_transformers_batch32"] = plain_default
         print("plain", plain, plain_default, flush=True)
@@ -256,7 +250,7 @@ def main() -> None:
         for r in range(a.repeats):
             for kind in (kinds if r % 2 == 0 else kinds[::-1]):
                 place = [] if kind == "local" else [out_dir]
-                runs[kind].append(child(kind, name, *place, *common))
+                runs[kind].append(run_child(__file__, kind, name, *place, *common))
         row = {}
         for kind, got in runs.items():
             row[kind] = dict(got[0])
@@ -279,7 +273,7 @@ def main() -> None:
         print(name, json.dumps(row), flush=True)
     if plain and a.repeats > 1 and variants:
         # the peer again after every row (its batch size as before): the rows' ratios are to the mean of both runs
-        again = child("plain", *plain_args)
+        again = run_child(__file__, "plain", *plain_args)
         result["plain_sentence_transformers_after"] = again
         result["plain_docs_per_s_mean"] = mean([plain, again], "docs_per_s")
         for row in result["rows"].values():

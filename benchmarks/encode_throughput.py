@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from retriever.memory import peak_rss_mb
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from childproc import run_child
+from retriever.memory import peak_rss_mb
 
 HERE = Path(__file__).resolve().parent
 
@@ -63,12 +64,6 @@ def ray_encode(corpus_dir: str, out_dir: str, model: str, batch_size: int, worke
             "workers_peak_rss_mb": actors}
 
 
-def child(kind: str, args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, *args], check=True, capture_output=True,
-                         text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="scifact")
@@ -90,8 +85,8 @@ def main() -> None:
     prep = prepare(a.dataset, "test", max_docs=a.max_docs)
     out_dir = str(prep.embeddings_dir(a.model))
     common = ["--model", a.model, "--batch-size", str(a.batch_size), "--workers", str(a.workers)]
-    res_plain = child("plain", [str(prep.corpus_dir), *common])
-    res_ray = child("ray", [str(prep.corpus_dir), out_dir, *common])
+    res_plain = run_child(__file__, "plain", str(prep.corpus_dir), *common)
+    res_ray = run_child(__file__, "ray", str(prep.corpus_dir), out_dir, *common)
     result = {
         "benchmark": "encode_throughput", "dataset": a.dataset, "docs": res_plain["docs"], "model": a.model,
         "batch_size": a.batch_size, "ray_workers": a.workers, "cpus": os.cpu_count(),

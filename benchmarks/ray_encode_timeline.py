@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from childproc import run_child
 
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE / "results" / "ray_encode_timeline.json"
@@ -131,14 +132,6 @@ def idle_daemon_cpu(seconds: float = 30.0) -> dict:
             "cpu_s_in_window": round(used, 2), "share_of_one_core": round(used / seconds, 4)}
 
 
-def child(*args: str, env: dict | None = None) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
-    if proc.returncode != 0:
-        raise SystemExit(f"{args} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=3000)
@@ -158,16 +151,16 @@ def main() -> None:
     common = ["--docs", str(a.docs), "--backend", a.backend]
     runs = []
     for engine in ("local", "ray", "ray", "local"):
-        runs.append(child(engine, out, *common))
+        runs.append(run_child(__file__, engine, out, *common))
         print(json.dumps(runs[-1]), flush=True)
     for setting in a.ray_env:
         name, _, value = setting.partition("=")
-        runs.append(child("ray", out, *common, env={name: value}))
+        runs.append(run_child(__file__, "ray", out, *common, env={name: value}))
         print(json.dumps(runs[-1]), flush=True)
     mean = lambda xs: round(sum(xs) / len(xs), 2)  # noqa: E731
     by = {e: [r for r in runs[:4] if r["engine"] == e] for e in ("local", "ray")}
     result = {"benchmark": "ray_encode_timeline", "dataset": "scifact", "docs": a.docs, "backend": a.backend,
-              "runs": runs, "idle_cluster": child("idle", *common),
+              "runs": runs, "idle_cluster": run_child(__file__, "idle", *common),
               "mean": {e: {k: mean([r[k] for r in rs]) for k in ("seconds", "process_start_s",
                                                                   "imports_and_model_load_s", "encoding_s",
                                                                   "gaps_between_calls_s", "after_last_call_s")}
