@@ -58,20 +58,27 @@ def table_margin(kind: str) -> float | None:
     return {"filtered": 0.95, "unfiltered": None}[kind]
 
 
+def mine_once(job) -> dict:
+    """Mine ``job`` (a MineJob) into its output table once, its report beside it (the table's name with .json);
+    both are reused when they exist. The report."""
+    from pipelines.mine import mine_pairs
+
+    path = Path(job.output)
+    report_path = path.with_suffix(".json")
+    if not (path.is_file() and report_path.is_file()):
+        report_path.write_text(json.dumps(mine_pairs(job), indent=2))
+    return json.loads(report_path.read_text())
+
+
 def mined_tables(folder: Path, names: set[str], dataset: str = "scifact") -> dict:
-    from pipelines.mine import MineJob, mine_pairs
+    from pipelines.mine import MineJob
     from retriever.mining import MiningConfig
 
     reports = {}
     for name in sorted(names):
         retriever, kind = name.split("-")
-        path = folder / f"{name}.parquet"
-        report_path = folder / f"{name}.json"
-        if not (path.is_file() and report_path.is_file()):
-            cfg = MiningConfig(margin=table_margin(kind))
-            report = mine_pairs(MineJob(dataset, str(path), retriever, "train", cfg))
-            report_path.write_text(json.dumps(report, indent=2))
-        reports[name] = json.loads(report_path.read_text())
+        cfg = MiningConfig(margin=table_margin(kind))
+        reports[name] = mine_once(MineJob(dataset, str(folder / f"{name}.parquet"), retriever, "train", cfg))
     return reports
 
 

@@ -116,19 +116,16 @@ def pretrained(dataset: str, folder: Path) -> str:
 
 
 def mined(pairs: str, model: str, folder: Path) -> list[str]:
-    from pipelines.mine import MineJob, mine_pairs
+    """The pairs folder's BM25 and dense tables (the dense one mined with ``model``), mined once."""
+    from finetune import mine_once
+    from pipelines.mine import MineJob
     from retriever.encoders import EncoderConfig
     from retriever.mining import MiningConfig
 
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for retriever in ("bm25", "dense"):
-        path = folder / f"{retriever}.parquet"
-        if not (folder / f"{retriever}.json").is_file():
-            report = mine_pairs(MineJob(pairs, str(path), retriever, "train", MiningConfig(),
-                                        EncoderConfig(model=model)))
-            (folder / f"{retriever}.json").write_text(json.dumps(report, indent=2))
-        paths.append(str(path))
+    paths = [str(folder / f"{retriever}.parquet") for retriever in ("bm25", "dense")]
+    for path, retriever in zip(paths, ("bm25", "dense")):
+        mine_once(MineJob(pairs, path, retriever, "train", MiningConfig(), EncoderConfig(model=model)))
     return paths
 
 

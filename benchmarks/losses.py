@@ -63,16 +63,14 @@ def start_model(dataset: str, name: str) -> str:
 
 
 def mined(dataset: str, folder: Path) -> list[str]:
-    from pipelines.mine import MineJob, mine_pairs
+    """The BM25 and dense tables of the default mining (the rows' training data), mined once."""
+    from finetune import mine_once
+    from pipelines.mine import MineJob
     from retriever.mining import MiningConfig
 
-    paths = []
-    for retriever in ("bm25", "dense"):
-        path = folder / f"{retriever}.parquet"
-        if not (folder / f"{retriever}.json").is_file():
-            report = mine_pairs(MineJob(dataset, str(path), retriever, "train", MiningConfig()))
-            (folder / f"{retriever}.json").write_text(json.dumps(report, indent=2))
-        paths.append(str(path))
+    paths = [str(folder / f"{retriever}.parquet") for retriever in ("bm25", "dense")]
+    for path, retriever in zip(paths, ("bm25", "dense")):
+        mine_once(MineJob(dataset, path, retriever, "train", MiningConfig()))
     return paths
 
 
