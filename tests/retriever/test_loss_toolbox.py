@@ -212,6 +212,24 @@ def test_cluster_batches_hold_neighbours():
     assert [b.tolist() for b in cluster_batches(labels, 8, 1, 0)] != [b.tolist() for b in cluster_batches(labels, 8, 1, 1)]
 
 
+def test_cluster_batching_scales_by_capping_clusters_and_fitting_on_a_sample(monkeypatch):
+    """Past MAX_CLUSTERS the clusters hold several batches; past SAMPLE_PER_CLUSTER points a cluster the centres
+    are fitted on a sample and every point is still assigned (here 12 planted groups of 400, caps made small)."""
+    import retriever.training.batching as batching
+
+    monkeypatch.setattr(batching, "MAX_CLUSTERS", 12)
+    monkeypatch.setattr(batching, "SAMPLE_PER_CLUSTER", 20)  # 240 of the 4,800 points fit the centres
+    monkeypatch.setattr(batching, "CHUNK", 1000)  # and the assignment runs in chunks
+    rng = np.random.default_rng(3)
+    centres = np.eye(16)[:12] * 10
+    x = np.concatenate([c + rng.normal(scale=0.5, size=(400, 16)) for c in centres]).astype(np.float32)
+    labels = batching.spherical_kmeans(x, len(x) // 8, seed=0)  # asks for 600 clusters
+    assert labels.shape == (4800,) and len(set(labels.tolist())) == 12
+    assert all(len(set(labels[g * 400:(g + 1) * 400].tolist())) == 1 for g in range(12))  # each group one cluster
+    batches = batching.cluster_batches(labels, 8, seed=0, epoch=0)
+    assert sum(len(set((b // 400).tolist())) == 1 for b in batches) >= len(batches) - 11  # but at group seams
+
+
 def test_train_config_checks_the_toolbox_options():
     with pytest.raises(ConfigError, match="loss must be one of"):
         TrainConfig(loss="triplet")
