@@ -5,8 +5,9 @@
   in-batch negatives are hard ones (the batching of contextual document embeddings: Morris & Rush, 2024,
   "Contextual Document Embeddings", which clusters the training set and draws each batch from one cluster).
   The examples' positive-document vectors (the base model's) are clustered once by spherical k-means into
-  about n / batch_size clusters (at most 1,024: past ~32k examples a cluster spans several batches); each epoch shuffles the clusters and the examples inside them (seeded by
-  (seed, epoch)), lays them end to end and cuts batches, so a batch holds one cluster or the ends of two."""
+  about n / batch_size clusters (at most 1,024: past ~32k examples a cluster spans several batches); each epoch
+  shuffles the clusters and the examples inside them (seeded by (seed, epoch)), lays them end to end and cuts
+  batches, so a batch holds one cluster or the ends of two."""
 
 from __future__ import annotations
 
