@@ -153,6 +153,7 @@ def main() -> None:
     from retriever.training import TrainConfig
 
     sys.path.insert(0, str(HERE))
+    from finetune import PREVIOUS_DEFAULT
     from provenance import provenance
 
     names = a.rows.split(",")
@@ -201,7 +202,7 @@ def main() -> None:
             if changes:
                 row["train_changes"] = changes
             for seed in seeds:
-                cfg = replace(TrainConfig(), seed=seed, checkpoint_every=1000, **changes)
+                cfg = replace(TrainConfig(), seed=seed, checkpoint_every=1000, **{**PREVIOUS_DEFAULT, **changes})
                 t0 = time.perf_counter()
                 out = folder / "models" / f"{name}-seed{seed}"
                 trained = run_training(TrainJob(pairs, str(out), start, "train", tuple(tables), config=cfg,

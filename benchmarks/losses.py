@@ -150,7 +150,7 @@ def main() -> None:
     seeds = [int(s) for s in a.seeds.split(",")]
     result = json.loads(OUTPUT.read_text()) if OUTPUT.is_file() else {"datasets": {}}
     sys.path.insert(0, str(HERE))
-    from finetune import evaluate_model
+    from finetune import PREVIOUS_DEFAULT, evaluate_model
     from provenance import provenance
 
     # every invocation that added figures, in order; each seed's figures name theirs ("run": its index)
@@ -176,7 +176,7 @@ def main() -> None:
                     info = {"train_seconds": seconds, "held_out_evals": [], "steps": None, "config": "sentence-"
                             "transformers trainer, MultipleNegativesRankingLoss, 1 epoch, batch 32, lr 5e-5"}
                 else:
-                    cfg = replace(TrainConfig(), seed=seed, checkpoint_every=1000, **rows[name])
+                    cfg = replace(TrainConfig(), seed=seed, checkpoint_every=1000, **{**PREVIOUS_DEFAULT, **rows[name]})
                     job = TrainJob(dataset, str(folder / f"{name}-seed{seed}"), start_model(dataset, name), "train",
                                    tuple(pairs), config=cfg, engine="local")
                     info = run_training(job)

@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1,
                     help="fine-tuning seeds per row (sampling, order, dropout); 0: zero-shot only")
     a = ap.parse_args()
-    from finetune import BASE, BOTH, QUERY, evaluate_model, mined_tables
+    from finetune import BASE, BOTH, PREVIOUS_DEFAULT, QUERY, evaluate_model, mined_tables
 
     from pipelines.pretrain import PretrainJob, run_pretraining
     from pipelines.train import TrainJob, run_training
@@ -79,7 +79,7 @@ def main() -> None:
         for seed in range(a.seeds):
             folder = root / "pretrain" / (f"finetune-{name}" + (f"-seed{seed}" if seed else ""))
             job = TrainJob(a.dataset, str(folder), model, "train", pairs,
-                           config=replace(TrainConfig(), **QUERY, seed=seed), engine=a.engine)
+                           config=replace(TrainConfig(), **{**PREVIOUS_DEFAULT, **QUERY}, seed=seed), engine=a.engine)
             info = run_training(job)
             metrics, per_query, _ = evaluate_model(info["model"], "test", a.dataset)
             runs.append((metrics, per_query, info["train_seconds"]))

@@ -611,8 +611,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-weight", type=float, default=TrainConfig.teacher_weight,
                    help="distill: the teacher's share of the target, the rest on the pair's own document")
     p.add_argument("--tau-plus", type=float, default=TrainConfig.tau_plus, help="class prior of the debiased loss")
-    p.add_argument("--learn-temperature", action="store_true", help="learn the temperature, from --temperature")
-    p.add_argument("--temperature-lr", type=float, default=None, help="its learning rate (default: --lr)")
+    p.add_argument("--learn-temperature", action=argparse.BooleanOptionalAction, default=TrainConfig.learn_temperature,
+                   help="learn the temperature, from --temperature (default: on)")
+    p.add_argument("--temperature-lr", type=float, default=TrainConfig.temperature_lr,
+                   help=f"the learned temperature's learning rate (default {TrainConfig.temperature_lr})")
     p.add_argument("--max-positives", type=int, default=TrainConfig.max_positives,
                    help="supcon/graded: other judged positives of a query added to its batch, at most")
     p.add_argument("--graded-gain", choices=("exponential", "linear"), default=TrainConfig.graded_gain)
@@ -628,7 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MoCHi: synthetic negatives per query mixed from the query and one of the hardest")
     p.add_argument("--mix-pool", type=int, default=TrainConfig.mix_pool, help="MoCHi: the hardest N are mixed")
     p.add_argument("--batching", choices=("random", "cluster"), default=TrainConfig.batching,
-                   help="cluster: queries whose positive documents are neighbours share a batch")
+                   help="cluster (default): queries whose positive documents are neighbours share a batch; random")
     p.add_argument("--symmetric", action="store_true", help="add the document-to-query InfoNCE term")
     p.add_argument("--negatives", type=int, default=None, help="mined negatives per query per step (0: in-batch "
                    f"only); default {TrainConfig.negatives} with --pairs, 0 without")

@@ -127,7 +127,8 @@ class TrainSection:
     engine: str = "ray"
     num_workers: int = 1
     seed: int = TrainConfig.seed
-    # the contrastive toolbox (retriever/losses, retriever/training/queue.py, batching.py); off by default
+    # the contrastive toolbox (retriever/losses, retriever/training/queue.py, batching.py); on by default: the
+    # learned temperature and cluster batches
     tau_plus: float = TrainConfig.tau_plus
     learn_temperature: bool = TrainConfig.learn_temperature
     temperature_lr: float | None = TrainConfig.temperature_lr
