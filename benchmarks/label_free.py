@@ -4,6 +4,8 @@ judgment of the collection is read. Rows:
 - base: the model zero-shot; BM25 (Pyserini, flat); the two fused (no training);
 - title: title -> document pairs of the sampled documents (the same sample the generator sees);
 - title-all: title -> document pairs of every document of the corpus (titles cost nothing to generate);
+- title-all+learned-t-cluster: the same, trained with the labelled default since 2026-11-30 (learned temperature
+  at lr 1e-2, cluster batches) instead of the previous one every other row uses (PREVIOUS_DEFAULT);
 - generated: one query per sampled document from SmolLM2-135M-Instruct (``densepipe generate-queries``), unfiltered;
 - generated-bm25: the same queries kept only when BM25 ranks their source document within the top 10 (round trip);
 - generated-dense: the same queries kept only when the base dense model ranks their source within its top 10;
@@ -44,6 +46,8 @@ SAMPLE = {"scifact": 1500, "cisi": None}  # documents sampled (CISI: all 1,460)
 ROWS = {  # name -> (sources, round-trip filter, its k, pretrained first[, changes: TrainConfig's, "docs" sampled])
     "title": (("title",), (), 10, False),
     "title-all": (("title",), (), 10, False, {"docs": None}),
+    "title-all+learned-t-cluster": (("title",), (), 10, False, {"docs": None, "learn_temperature": True,
+                                                                  "temperature_lr": 1e-2, "batching": "cluster"}),
     "generated": (("generated",), (), 10, False),
     "generated-bm25": (("generated",), ("bm25",), 10, False),
     "generated-dense": (("generated",), ("dense",), 10, False),
