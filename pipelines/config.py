@@ -80,7 +80,7 @@ class GenerateSection:
     """Label-free training pairs (``pipelines/generate.py``): [mine] and [train] then read these pairs as their
     training split instead of the dataset's judgments, which are never opened for training."""
     sources: list[str] = field(default_factory=lambda: ["generated"])  # "generated" and/or "title"
-    docs: int | None = 1000  # documents sampled (both sources draw on them); None: all
+    docs: int | None = 1000  # documents sampled (both sources draw on them); 0 (or None): all
     per_doc: int = 1
     generator: str = "smollm2"
     backend: str = "transformers"
@@ -313,6 +313,7 @@ def generate_job(section: GenerateSection, dataset: str, output: str, **kwargs):
 
     body = dataclasses.asdict(section)
     body["sources"], body["filter"] = tuple(body["sources"]), tuple(body["filter"])
+    body["docs"] = body["docs"] or None  # docs = 0: every document (TOML has no None), as --docs 0
     return GenerateJob(dataset, output, **body, **kwargs)
 
 

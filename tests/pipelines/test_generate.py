@@ -168,7 +168,8 @@ def test_generate_refuses_when_no_pair_survives(tmp_path, capsys, fake_server): 
 def test_run_trains_on_generated_pairs_when_the_dataset_has_no_train_split(tiny_model, tmp_path, capsys,
                                                                          fake_server):  # noqa: F811
     """[generate] in a run: mine and train read the generated pairs (the dataset has a test split only), the
-    search is evaluated on the test judgments, and the report says what was generated and kept."""
+    search is evaluated on the test judgments, and the report says what was generated and kept; docs = 0 samples
+    every document."""
     corpus = [json.loads(line) for line in (_corpus_only(tmp_path / "src") / "corpus.jsonl").read_text().splitlines()]
     queries = [{"_id": f"q{t}", "text": f"topic {t} study 0"} for t in range(10)]
     data = write_beir(tmp_path / "test-only", corpus, queries, [(f"q{t}", f"d{t}-0", 1) for t in range(10)])
@@ -176,13 +177,14 @@ def test_run_trains_on_generated_pairs_when_the_dataset_has_no_train_split(tiny_
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[run]\ndataset = "{data}"\noutput = "{out}"\n[encode]\nmodel = "{tiny_model}"\n'
                    'engine = "local"\n[dense]\nk = 10\n'
-                   f'[generate]\ngenerator = "{fake_server}"\nendpoint_model = "echo"\ndocs = 20\nfilter = []\n'
+                   f'[generate]\ngenerator = "{fake_server}"\nendpoint_model = "echo"\ndocs = 0\nfilter = []\n'
                    '[mine]\nretrievers = ["dense"]\ndepth = 10\nnum_negatives = 2\nmargin = 0\n'
                    '[train]\ntower = "query"\nepochs = 1\nbatch_size = 4\nnegatives = 2\nengine = "local"\n'
                    'held_out = 0\n[index]\nfactory = "Flat"\n[search]\nk = 10\n')
     result = run_cli(capsys, "run", str(cfg))
     assert list(result["stages"]) == ["prepare", "encode", "dense", "generate", "mine", "train", "index", "search"]
     generated = json.loads((out / "stages" / "generate.json").read_text())
+    assert generated["sampled_documents"] == len(corpus) - 1 == 40  # all but the empty one
     train = json.loads((out / "stages" / "train.json").read_text())
     assert train["examples"] == generated["kept"] == sum(
         1 for _ in open(out / "test-only-generated" / "qrels" / "train.tsv")) - 1
