@@ -278,7 +278,8 @@ class PipelineRun:
         info = run_training(job)
         return {"model": info["model"], "loss_png": str(self.dir / "train" / "loss.png"), "steps": info["steps"],
                 "train_seconds": info["train_seconds"], "held_out_evals": info["held_out_evals"],
-                "examples": info["examples"], "final_loss": info["final_loss"]}
+                "examples": info["examples"], "final_loss": info["final_loss"],
+                "temperature": [c.temperature, info.get("final_temperature")] if c.learn_temperature else None}
 
     def _teacher(self) -> str | None:
         """The distill loss's run: [train] teacher, else the one [generate] writes with teacher = true (the config's
@@ -422,7 +423,10 @@ class PipelineRun:
             evals = t["held_out_evals"]
             lines += ["", "## Fine-tuning", "",
                       f"{t['examples']} training pairs, {t['steps']} steps in {t['train_seconds']} s; final loss "
-                      f"{t['final_loss']}." + (" Held-out queries (from the training split) during training:"
+                      f"{t['final_loss']}"
+                      + (f"; the learned temperature went from {t['temperature'][0]} to {t['temperature'][1]}."
+                         if (t.get("temperature") or [None, None])[1] is not None else ".")
+                      + (" Held-out queries (from the training split) during training:"
                                                if evals else " No queries were held out."), ""]
             if evals:
                 lines += ["| step | " + " | ".join(k for k in evals[0] if k not in ("step", "epoch")) + " |",

@@ -167,6 +167,8 @@ class TrainTask:
             info["document_encoder_hash"] = info["base_model_hash"]
         if job.teacher:
             info["teacher"] = {"run": job.teacher, "queries": len(self.teacher or {})}
+        if job.config.learn_temperature and state.losses:  # where the learned temperature ended
+            info["final_temperature"] = state.losses[-1].get("temperature")
         return info
 
 

@@ -142,7 +142,7 @@ def test_two_training_workers_on_two_nodes_equal_one_worker_on_the_global_batch(
     assert a.keys() == b.keys()
     assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-4
     assert two["base_model"] == str(model)  # the driver's name, not the worker's fetched copy
-    if toolbox.get("learn_temperature"):
+    if cfg.learn_temperature:  # the default since 2026-11-30, and the toolbox's
         assert [e["temperature"] for e in losses[0]] == pytest.approx([e["temperature"] for e in losses[1]],
                                                                        rel=1e-5)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pipelines.cli import main
@@ -104,6 +106,7 @@ def test_run_with_mining_and_fine_tuning(toy_beir, tiny_model, tmp_path, capsys)
     assert list(first["stages"]) == ["prepare", "encode", "dense", "mine", "train", "index", "search"]
     report = (out / "report.md").read_text()
     assert "fine-tuned · Flat" in report and "![loss curve](train/loss.png)" in report
+    assert re.search(r"the learned temperature went from 0\.05 to 0\.0\d+\.", report)  # the default learns it
     assert (out / "train" / "loss.png").is_file() and "<table>" in (out / "report.html").read_text()
     _report_renders_with_its_loss_curve(out / "report.html", tmp_path / "report.png")
     assert first["metrics"]["search"] != first["metrics"]["dense"]  # the trained query tower changed rankings
