@@ -115,7 +115,8 @@ def pretrained(dataset: str, folder: Path) -> str:
 
     out = folder / "pretrain-span"
     if not (out / "model" / "modules.json").is_file():
-        run_pretraining(PretrainJob(dataset, str(out), BASE, PretrainConfig(), max_texts=1000, engine="local"))
+        run_pretraining(PretrainJob(dataset, str(out), BASE, PretrainConfig(task="span"), max_texts=1000,
+                                    engine="local"))
     return str(out / "model")
 
 

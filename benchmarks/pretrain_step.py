@@ -36,7 +36,7 @@ def main() -> None:
     from retriever.training.contrastive import embedding_fn
 
     torch.set_num_threads(os.cpu_count() or 1)
-    cfg = PretrainConfig()
+    cfg = PretrainConfig(task="span")  # span views: the task whose mixed lengths the chunks are for
     texts = corpus_texts(PretrainJob("scifact", "unused", config=cfg, max_texts=32 * a.steps))
     model = SentenceTransformer(resolve_model("sentence-transformers/all-MiniLM-L6-v2"), device="cpu")
     model.max_seq_length = cfg.max_seq_length

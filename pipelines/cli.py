@@ -645,11 +645,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="a BEIR folder (corpus.jsonl is all it reads) or name")
     p.add_argument("--max-docs", type=int, default=None)
     _add_ray(p)
-    p.add_argument("--task", choices=("span", "dropout", "ict"), default="span")
-    p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
-    p.add_argument("--output", required=True)
     from retriever.pretraining import PretrainConfig
 
+    p.add_argument("--task", choices=("span", "dropout", "ict"), default=PretrainConfig.task,
+                   help=f"span: COSTA span prediction; dropout: SimCSE; ict: inverse cloze (default: "
+                   f"{PretrainConfig.task})")
+    p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
+    p.add_argument("--output", required=True)
     _add_loop(p, PretrainConfig)
     p.add_argument("--max-texts", type=int, default=None, help="a seeded sample of the corpus")
     p.add_argument("--mlm-weight", type=float, default=0.0, help="add COSTA's masked-language-modelling term "

@@ -219,7 +219,10 @@ def test_cli_trains_with_the_api_recipe():
                                                                recipe.batch_size, recipe.seed)
     assert a.negatives is None and recipe.tower == "query" and recipe.negatives == 8
     p = ap.parse_args(["pretrain", "--dataset", "d", "--output", "o"])
-    assert (p.epochs, p.lr, p.temperature) == (PretrainConfig.epochs, PretrainConfig.lr, PretrainConfig.temperature)
+    assert (p.epochs, p.lr, p.temperature, p.task) == (PretrainConfig.epochs, PretrainConfig.lr,
+                                                       PretrainConfig.temperature, PretrainConfig.task)
+    assert (a.learn_temperature, a.temperature_lr, a.batching) == (recipe.learn_temperature, recipe.temperature_lr,
+                                                                   recipe.batching) == (True, 1e-2, "cluster")
 
 
 def test_cli_and_config_defaults_come_from_the_config_classes():
