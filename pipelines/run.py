@@ -279,7 +279,7 @@ class PipelineRun:
         return {"model": info["model"], "loss_png": str(self.dir / "train" / "loss.png"), "steps": info["steps"],
                 "train_seconds": info["train_seconds"], "held_out_evals": info["held_out_evals"],
                 "examples": info["examples"], "final_loss": info["final_loss"],
-                "temperature": [c.temperature, info.get("final_temperature")] if c.learn_temperature else None}
+                "final_temperature": info.get("final_temperature")}  # set when the temperature is learned
 
     def _teacher(self) -> str | None:
         """The distill loss's run: [train] teacher, else the one [generate] writes with teacher = true (the config's
@@ -424,8 +424,8 @@ class PipelineRun:
             lines += ["", "## Fine-tuning", "",
                       f"{t['examples']} training pairs, {t['steps']} steps in {t['train_seconds']} s; final loss "
                       f"{t['final_loss']}"
-                      + (f"; the learned temperature went from {t['temperature'][0]} to {t['temperature'][1]}."
-                         if (t.get("temperature") or [None, None])[1] is not None else ".")
+                      + (f"; the learned temperature went from {self.config.train.temperature} to "
+                         f"{t['final_temperature']}." if t.get("final_temperature") is not None else ".")
                       + (" Held-out queries (from the training split) during training:"
                                                if evals else " No queries were held out."), ""]
             if evals:
