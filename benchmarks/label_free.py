@@ -7,6 +7,8 @@ judgment of the collection is read. Rows:
 - title-all+learned-t-cluster: the same, trained with the labelled default since 2026-11-30 (learned temperature
   at lr 1e-2, cluster batches) instead of the previous one every other row uses (PREVIOUS_DEFAULT);
 - generated: one query per sampled document from SmolLM2-135M-Instruct (``densepipe generate-queries``), unfiltered;
+- claim, claim-bm25: the same with the "claim" prompt (a scientific claim the abstract supports: the form of
+  SciFact's queries, Promptagator's task-specific prompt), unfiltered / BM25 round trip;
 - generated-bm25: the same queries kept only when BM25 ranks their source document within the top 10 (round trip);
 - generated-dense: the same queries kept only when the base dense model ranks their source within its top 10;
 - generated-bm25+title: both sources, filtered;
@@ -59,6 +61,8 @@ ROWS = {  # name -> (sources, round-trip filter, its k, pretrained first[, chang
     "title+distill-t4": (("title",), (), 10, False, {"loss": "distill", "teacher_temperature": 4.0}),
     "generated-bm25+distill-t2": (("generated",), ("bm25",), 10, False,
                                   {"loss": "distill", "teacher_temperature": 2.0}),
+    "claim": (("generated",), (), 10, False, {"template": "claim"}),
+    "claim-bm25": (("generated",), ("bm25",), 10, False, {"template": "claim"}),
 }
 FUSIONS = {"rrf": {"method": "rrf"}, "convex-zscore": {"method": "convex", "norm": "zscore"}}
 METRICS = ["ndcg@10", "mrr@10", "recall@100"]
@@ -93,18 +97,19 @@ def bm25_run(dataset: str, folder: Path) -> dict:
 
 
 def pairs_folder(dataset: str, folder: Path, sources: tuple, filt: tuple, k: int, teacher: bool = False,
-                 docs: int | None | str = "default") -> dict:
+                 docs: int | None | str = "default", template: str = "question") -> dict:
     """The pairs folder of a row (generated once); ``docs``: documents sampled, the collection's SAMPLE unless
-    given (None: all)."""
+    given (None: all); ``template``: the generator's prompt (QUERY_PROMPTS)."""
     from pipelines.generate import GenerateJob, run_generate
 
     out = folder / ("pairs-" + "+".join(sources) + "-" + ("+".join(filt) or "none") + ("" if k == 10 else f"-k{k}")
-                    + ("-teacher" if teacher else "") + ("" if docs == "default" else f"-docs{docs or 'all'}"))
+                    + ("-teacher" if teacher else "") + ("" if docs == "default" else f"-docs{docs or 'all'}")
+                    + ("" if template == "question" else f"-{template}"))
     if (out / "generate.json").is_file():
         return json.loads((out / "generate.json").read_text())
     sample = SAMPLE.get(dataset, 1000) if docs == "default" else docs
     return run_generate(GenerateJob(dataset, str(out), sources, sample, filter=filt, k=k,
-                                    cache=str(folder / "generations"), teacher=teacher))
+                                    cache=str(folder / "generations"), teacher=teacher, template=template))
 
 
 def pretrained(dataset: str, folder: Path) -> str:
@@ -195,8 +200,9 @@ def main() -> None:
             sources, filt, k, pretrain_first, *changes = ROWS[name]
             changes = dict(changes[0]) if changes else {}
             docs = changes.pop("docs", "default")
+            template = changes.pop("template", "question")
             distill = changes.get("loss") == "distill"
-            info = pairs_folder(dataset, folder, sources, filt, k, teacher=distill, docs=docs)
+            info = pairs_folder(dataset, folder, sources, filt, k, teacher=distill, docs=docs, template=template)
             start = pretrained(dataset, folder) if pretrain_first else BASE
             pairs = info["output"]
             tables = mined(pairs, start, folder / "mined" / (Path(pairs).name + ("-pretrained" if pretrain_first
@@ -206,6 +212,8 @@ def main() -> None:
                                                  "seconds_per_document_generating", "examples", "teacher") if k in info}
             if changes:
                 row["train_changes"] = changes
+            if template != "question":
+                row["prompt"] = template
             for seed in seeds:
                 cfg = replace(TrainConfig(), seed=seed, checkpoint_every=1000, **{**PREVIOUS_DEFAULT, **changes})
                 t0 = time.perf_counter()
