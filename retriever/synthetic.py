@@ -34,6 +34,11 @@ QUERY_PROMPTS = {
 
 _MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")  # a list item's marker
 _LABEL = re.compile(r"^\s*(?:question|query|claim|search query|answer|q|a)\s*[:：]\s*", re.I)
+_NAMED = re.compile(r"\b(?:claim|question|query)\b", re.I)  # a lead-in names what it introduces
+# "The claim is that X", "This claim supports the claim that X": a lead-in of a few words naming the claim
+_LEAD_IN = re.compile(r"^(?:[\w'’,]+\s+){0,6}?(?:claim|question|query)\b(?:\s+[\w'’,]+){0,6}?\s+(?:is|that)\s+"
+                      r"(?:that\s+)?", re.I)
+_QUOTED = re.compile(r"[\"“]([^\"“”]+)[\"”]")
 
 
 def render_query_prompt(template: str, title: str, text: str, max_chars: int) -> str:
@@ -53,16 +58,22 @@ def render_query_prompt(template: str, title: str, text: str, max_chars: int) ->
 def clean_query(text: str, min_words: int = 3, max_words: int = 64) -> str | None:
     """The query in a generation: the first line that carries a label ("Question: ...", "A: ..."), else the
     first line that is not a heading (ending in ":"), without its label, list marker, quotes or a lead-in before
-    a question ("The question is: What ...?"); None when nothing usable is left (empty, too short, too long, or
-    a loop: fewer distinct words than half its words)."""
+    a question ("The question is: What ...?") or naming a claim ("The claim is that X", 'The claim the abstract
+    supports is "X"'); None when nothing usable is left (empty, too short, too long, or a loop: fewer distinct
+    words than half its words)."""
     lines = [_MARKER.sub("", line).strip() for line in text.splitlines()]
     lines = [line for line in lines if line and not line.endswith(":")]
     labelled = [line for line in lines if _LABEL.match(line)]
     for line in labelled[:1] or lines[:1]:
         line = _LABEL.sub("", line).strip()
         head, sep, tail = line.rpartition(": ")
-        if sep and tail.rstrip().endswith("?") and len(tail.split()) >= min_words:
-            line = tail  # "The question is: What ...?"
+        if sep and len(tail.split()) >= min_words and (tail.rstrip().endswith("?") or _NAMED.search(head)):
+            line = tail  # "The question is: What ...?", "The claim supported by the abstract is: X"
+        quoted = _QUOTED.search(line)
+        if quoted and len(quoted.group(1).split()) >= min_words and _NAMED.search(line[:quoted.start()]):
+            line = quoted.group(1)  # 'The claim that the abstract supports is "X"'
+        elif not line.rstrip().endswith("?"):
+            line = _LEAD_IN.sub("", line, count=1)  # "The claim is that X" (a question keeps its words)
         line = line.strip().strip("\"'“”‘’`").strip()
         words = line.lower().split()
         if min_words <= len(words) <= max_words and len(set(words)) >= len(words) / 2:  # not a loop of words
