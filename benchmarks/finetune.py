@@ -76,6 +76,21 @@ def mine_once(job) -> dict:
     return json.loads(report_path.read_text())
 
 
+def mine_both(data: str, folder: Path, model: str | None = None) -> list[str]:
+    """The BM25 and dense tables of ``data``'s train split (default mining; the dense one with ``model``, the
+    default encoder unless given) in ``folder``, mined once; their paths."""
+    from pipelines.mine import MineJob
+    from retriever.encoders import EncoderConfig
+    from retriever.mining import MiningConfig
+
+    folder.mkdir(parents=True, exist_ok=True)
+    encoder = EncoderConfig(model=model) if model else EncoderConfig()
+    paths = [str(folder / f"{retriever}.parquet") for retriever in ("bm25", "dense")]
+    for path, retriever in zip(paths, ("bm25", "dense")):
+        mine_once(MineJob(data, path, retriever, "train", MiningConfig(), encoder))
+    return paths
+
+
 def mined_tables(folder: Path, names: set[str], dataset: str = "scifact") -> dict:
     from pipelines.mine import MineJob
     from retriever.mining import MiningConfig

@@ -125,20 +125,6 @@ def pretrained(dataset: str, folder: Path) -> str:
     return str(out / "model")
 
 
-def mined(pairs: str, model: str, folder: Path) -> list[str]:
-    """The pairs folder's BM25 and dense tables (the dense one mined with ``model``), mined once."""
-    from finetune import mine_once
-    from pipelines.mine import MineJob
-    from retriever.encoders import EncoderConfig
-    from retriever.mining import MiningConfig
-
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [str(folder / f"{retriever}.parquet") for retriever in ("bm25", "dense")]
-    for path, retriever in zip(paths, ("bm25", "dense")):
-        mine_once(MineJob(pairs, path, retriever, "train", MiningConfig(), EncoderConfig(model=model)))
-    return paths
-
-
 def fused_rows(bm25: dict, dense: dict, qrels: dict, base_pq: dict) -> dict:
     from retriever.eval import evaluate, paired_test
     from retriever.eval.fusion import fuse
@@ -163,7 +149,7 @@ def main() -> None:
     from retriever.training import TrainConfig
 
     sys.path.insert(0, str(HERE))
-    from finetune import PREVIOUS_DEFAULT
+    from finetune import PREVIOUS_DEFAULT, mine_both
     from provenance import provenance
 
     names = a.rows.split(",")
@@ -205,8 +191,8 @@ def main() -> None:
             info = pairs_folder(dataset, folder, sources, filt, k, teacher=distill, docs=docs, template=template)
             start = pretrained(dataset, folder) if pretrain_first else BASE
             pairs = info["output"]
-            tables = mined(pairs, start, folder / "mined" / (Path(pairs).name + ("-pretrained" if pretrain_first
-                                                                                 else "")))
+            tables = mine_both(pairs, folder / "mined" / (Path(pairs).name + ("-pretrained" if pretrain_first
+                                                                               else "")), start)
             row = entry["rows"].setdefault(name, {"seeds": {}})
             row["pairs"] = {k: info[k] for k in ("sampled_documents", "candidates", "kept", "pairs", "generation",
                                                  "seconds_per_document_generating", "examples", "teacher") if k in info}

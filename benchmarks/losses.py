@@ -63,18 +63,6 @@ def start_model(dataset: str, name: str) -> str:
     return str(path)
 
 
-def mined(dataset: str, folder: Path) -> list[str]:
-    """The BM25 and dense tables of the default mining (the rows' training data), mined once."""
-    from finetune import mine_once
-    from pipelines.mine import MineJob
-    from retriever.mining import MiningConfig
-
-    paths = [str(folder / f"{retriever}.parquet") for retriever in ("bm25", "dense")]
-    for path, retriever in zip(paths, ("bm25", "dense")):
-        mine_once(MineJob(dataset, path, retriever, "train", MiningConfig()))
-    return paths
-
-
 def train_peer(dataset: str, out: Path, seed: int) -> tuple[str, float]:
     """sentence-transformers' trainer with MultipleNegativesRankingLoss on the densepipe rows' training queries
     (the same held-out split), its defaults otherwise (lr 5e-5, no warm-up), 1 epoch, batch 32, no duplicates."""
@@ -151,7 +139,7 @@ def main() -> None:
     seeds = [int(s) for s in a.seeds.split(",")]
     result = json.loads(OUTPUT.read_text()) if OUTPUT.is_file() else {"datasets": {}}
     sys.path.insert(0, str(HERE))
-    from finetune import PREVIOUS_DEFAULT, evaluate_model
+    from finetune import PREVIOUS_DEFAULT, evaluate_model, mine_both
     from provenance import provenance
 
     # every invocation that added figures, in order; each seed's figures name theirs ("run": its index)
@@ -162,7 +150,7 @@ def main() -> None:
     for dataset in a.datasets.split(","):
         folder = work_root() / dataset / "losses"
         (folder / "mined").mkdir(parents=True, exist_ok=True)
-        pairs = mined(dataset, folder / "mined")
+        pairs = mine_both(dataset, folder / "mined")
         entry = result["datasets"].setdefault(dataset, {"rows": {}})
         base_metrics, base_pq, _ = evaluate_model(BASE, "test", dataset)
         entry["base"] = {"model": BASE, "metrics": base_metrics}
