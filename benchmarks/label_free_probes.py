@@ -54,7 +54,7 @@ def blend(tuned: list[str], alpha: float, out: Path) -> str:
     from retriever.encoders import TRAINING_INFO
 
     model = SentenceTransformer(tuned[0], device="cpu")
-    states = [SentenceTransformer(t, device="cpu").state_dict() for t in tuned]
+    states = [model.state_dict()] + [SentenceTransformer(t, device="cpu").state_dict() for t in tuned[1:]]
     merged = {}
     for key, value in model.state_dict().items():
         if ".sub_modules.query." in key and torch.is_floating_point(value):
@@ -62,7 +62,7 @@ def blend(tuned: list[str], alpha: float, out: Path) -> str:
             merged[key] = alpha * sum(s[key] for s in states) / len(states) + (1 - alpha) * base
         else:
             merged[key] = value.clone()
-    model.load_state_dict(merged)
+    model.load_state_dict(merged)  # merged holds new tensors: states[0] (the model's own) was only read
     shutil.rmtree(out, ignore_errors=True)
     model.save(str(out))
     shutil.copy(Path(tuned[0]) / TRAINING_INFO, out / TRAINING_INFO)  # the document route: the base's vectors
@@ -70,38 +70,34 @@ def blend(tuned: list[str], alpha: float, out: Path) -> str:
 
 
 def prf(model: str) -> dict:
-    """{split: {"none" | "k<k>-a<a>": nDCG@10}} of Rocchio feedback over exact search."""
+    """{split: {"none" | "k<k>-a<a>": nDCG@10}} of Rocchio feedback over exact search (top 100 each)."""
     import numpy as np
 
-    from pipelines.baselines import corpus_embeddings
+    from pipelines.baselines import dense_searcher
     from pipelines.workspace import prepare
-    from retriever.data.embeddings import read_embeddings
-    from retriever.encoders import BiEncoder, EncoderConfig
+    from retriever.data.trec import sorted_hits
+    from retriever.encoders import EncoderConfig
     from retriever.eval import evaluate
 
     out = {}
     for split in ("test", "train"):
         prep = prepare(DATASET, split)
-        encoder = EncoderConfig(model=model)
-        ids, parts = [], []
-        for shard_ids, xb in read_embeddings(corpus_embeddings(prep, encoder))[1]:
-            ids += list(shard_ids)
-            parts.append(xb)
-        xb = np.vstack(parts).astype(np.float32)
+        searcher = dense_searcher(prep, EncoderConfig(model=model))
         qids = sorted(q for q in prep.dataset.queries if q in prep.dataset.qrels)
-        xq = np.asarray(BiEncoder(encoder).encode_queries([prep.dataset.queries[q] for q in qids]), np.float32)
+        xq = searcher.encoder.encode_queries([prep.dataset.queries[q] for q in qids])
+        first = searcher.search_vectors(qids, xq, 100)
+        row = {d: i for i, d in enumerate(searcher.ids)}
+        ranked = [[row[d] for d, _ in sorted_hits(first[q])] for q in qids]
+        feedback = {k: np.stack([np.mean([searcher.index.reconstruct(i) for i in rows[:k]], axis=0)
+                                 for rows in ranked]) for k in {k for k, _ in PRF}}
 
-        def ndcg(q):
-            s = q @ xb.T
-            top = np.argsort(-s, axis=1)[:, :100]
-            run = {qid: {ids[j]: float(s[i, j]) for j in top[i]} for i, qid in enumerate(qids)}
+        def ndcg(run) -> float:
             return round(evaluate(prep.dataset.qrels, run, ["ndcg@10"]).aggregate["ndcg@10"], 5)
 
-        order = np.argsort(-(xq @ xb.T), axis=1)
-        res = {"none": ndcg(xq)}
+        res = {"none": ndcg(first)}
         for k, a in PRF:
-            q = a * xq + (1 - a) * xb[order[:, :k]].mean(axis=1)
-            res[f"k{k}-a{a}"] = ndcg(q / np.linalg.norm(q, axis=1, keepdims=True))
+            q = a * xq + (1 - a) * feedback[k]
+            res[f"k{k}-a{a}"] = ndcg(searcher.search_vectors(qids, q / np.linalg.norm(q, axis=1, keepdims=True), 100))
         out["dev" if split == "train" else split] = res
     return out
 
