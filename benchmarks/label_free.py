@@ -137,19 +137,48 @@ def fused_rows(bm25: dict, dense: dict, qrels: dict, base_pq: dict) -> dict:
     return out
 
 
+def row_inputs(dataset: str, folder: Path, name: str) -> tuple[dict, dict, str]:
+    """A row's pairs folder (generated, filtered and mined for hard negatives: cached under ``folder``), its
+    TrainConfig changes and its prompt template."""
+    sys.path.insert(0, str(HERE))
+    from finetune import mine_both
+
+    sources, filt, k, pretrain_first, *changes = ROWS[name]
+    changes = dict(changes[0]) if changes else {}
+    docs = changes.pop("docs", "default")
+    template = changes.pop("template", "question")
+    info = pairs_folder(dataset, folder, sources, filt, k, teacher=changes.get("loss") == "distill", docs=docs,
+                        template=template)
+    info["start"] = pretrained(dataset, folder) if pretrain_first else BASE
+    info["tables"] = mine_both(info["output"], folder / "mined" / (Path(info["output"]).name + (
+        "-pretrained" if pretrain_first else "")), info["start"])
+    return info, changes, template
+
+
+def train_row(folder: Path, name: str, seed: int, info: dict, changes: dict) -> dict:
+    """One seed of a row trained (or found trained: its record) by ``densepipe train``'s code, in-process."""
+    from pipelines.train import TrainJob, run_training
+    from retriever.training import TrainConfig
+
+    sys.path.insert(0, str(HERE))
+    from finetune import PREVIOUS_DEFAULT
+
+    cfg = replace(TrainConfig(), seed=seed, checkpoint_every=1000, **{**PREVIOUS_DEFAULT, **changes})
+    teacher = info["teacher"]["run"] if changes.get("loss") == "distill" else None
+    return run_training(TrainJob(info["output"], str(folder / "models" / f"{name}-seed{seed}"), info["start"],
+                                 "train", tuple(info["tables"]), config=cfg, engine="local", teacher=teacher))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="scifact,cisi")
     ap.add_argument("--rows", default=",".join(ROWS))
     ap.add_argument("--seeds", default="0,1,2")
     a = ap.parse_args()
-    from pipelines.train import TrainJob, run_training
     from pipelines.workspace import prepare, work_root
     from retriever.eval import evaluate, paired_test
-    from retriever.training import TrainConfig
 
     sys.path.insert(0, str(HERE))
-    from finetune import PREVIOUS_DEFAULT, mine_both
     from provenance import provenance
 
     names = a.rows.split(",")
@@ -183,16 +212,7 @@ def main() -> None:
                                                         "ndcg@10").t_pvalue, 5)}
         save()
         for name in names:
-            sources, filt, k, pretrain_first, *changes = ROWS[name]
-            changes = dict(changes[0]) if changes else {}
-            docs = changes.pop("docs", "default")
-            template = changes.pop("template", "question")
-            distill = changes.get("loss") == "distill"
-            info = pairs_folder(dataset, folder, sources, filt, k, teacher=distill, docs=docs, template=template)
-            start = pretrained(dataset, folder) if pretrain_first else BASE
-            pairs = info["output"]
-            tables = mine_both(pairs, folder / "mined" / (Path(pairs).name + ("-pretrained" if pretrain_first
-                                                                               else "")), start)
+            info, changes, template = row_inputs(dataset, folder, name)
             row = entry["rows"].setdefault(name, {"seeds": {}})
             row["pairs"] = {k: info[k] for k in ("sampled_documents", "candidates", "kept", "pairs", "generation",
                                                  "seconds_per_document_generating", "examples", "teacher") if k in info}
@@ -201,11 +221,8 @@ def main() -> None:
             if template != "question":
                 row["prompt"] = template
             for seed in seeds:
-                cfg = replace(TrainConfig(), seed=seed, checkpoint_every=1000, **{**PREVIOUS_DEFAULT, **changes})
                 t0 = time.perf_counter()
-                out = folder / "models" / f"{name}-seed{seed}"
-                trained = run_training(TrainJob(pairs, str(out), start, "train", tuple(tables), config=cfg,
-                                                engine="local", teacher=info["teacher"]["run"] if distill else None))
+                trained = train_row(folder, name, seed, info, changes)
                 run, res = runs_of(dataset, trained["model"])
                 evals = trained["held_out_evals"]
                 row["seeds"][str(seed)] = {

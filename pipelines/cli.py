@@ -107,6 +107,11 @@ def _add_encoder(p: argparse.ArgumentParser, shards: bool = True, dtype: bool = 
         p.add_argument("--docs-per-shard", type=int, default=50_000)
     if dtype:
         p.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="stored vector type")
+        p.add_argument("--segment-tokens", type=int, default=None,
+                       help="one vector per window of this many tokens of a document (a search scores a document by "
+                            "its best window: MaxP); default one vector per document, truncated")
+        p.add_argument("--segment-stride", type=int, default=None, help="tokens between windows (default half one)")
+        p.add_argument("--segment-title", action="store_true", help="windows of the text, each led by the title")
 
 
 def _add_generator(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
@@ -141,7 +146,9 @@ def _encoder_config(a):
 
     return EncoderConfig(model=a.model, batch_size=a.batch_size, max_seq_length=a.max_seq_length,
                          dtype=getattr(a, "dtype", "float32"), backend=a.encoder_backend,
-                         quantize=a.quantize, model_dtype=a.model_dtype)
+                         quantize=a.quantize, model_dtype=a.model_dtype, segment_tokens=getattr(a, "segment_tokens", None),
+                         segment_stride=getattr(a, "segment_stride", None),
+                         segment_title=getattr(a, "segment_title", False))
 
 
 def cmd_data_check(a) -> tuple[int, dict]:
@@ -304,6 +311,7 @@ def cmd_learned_pq(a) -> tuple[int, dict]:
     from retriever.data import load_beir, resolve_dataset
     from retriever.training.learned_pq import LearnedPQConfig
 
+    _encoder_config(a).one_vector_per_document("learned PQ")
     prep = prepare(a.dataset, a.split, a.docs_per_shard, max_docs=a.max_docs)
     doc_ids, xb = corpus_vectors(prep.corpus_dir, prep.embeddings_dir(a.model), _encoder_config(a))
     from retriever.data.validation import policy_report

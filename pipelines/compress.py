@@ -171,6 +171,7 @@ def compress_prepared(prep, emb_dir: str | Path, encoder, out_dir: str | Path, n
     from pipelines.encode import corpus_vectors
     from retriever.encoders import BiEncoder
 
+    encoder.one_vector_per_document("the compression sweep")
     doc_ids, xb = corpus_vectors(prep.corpus_dir, emb_dir, encoder, progress)
     qids = list(prep.dataset.queries)
     xq = BiEncoder(encoder).encode_queries([prep.dataset.queries[q] for q in qids])

@@ -62,11 +62,16 @@ class EncodeSection:
     backend: str = "torch"  # torch | onnx | openvino: documents and queries alike
     quantize: str = "none"  # none | int8 (onnx)
     model_dtype: str = "float32"  # float32 | bfloat16 | float16 (GPU)
+    segment_tokens: int | None = None  # documents as windows of this many tokens, scored by their best (MaxP)
+    segment_stride: int | None = None  # tokens between windows; None: half a window
+    segment_title: bool = False  # each window of the text led by the document's title
 
     def __post_init__(self) -> None:
+        from retriever.encoders import EncoderConfig
         from retriever.encoders.backends import check_backend
 
         check_backend(self.backend, self.quantize, self.model_dtype)
+        EncoderConfig(segment_tokens=self.segment_tokens, segment_stride=self.segment_stride)  # their checks
 
 
 @dataclass(frozen=True)
@@ -297,6 +302,9 @@ def parse_config(data: dict, source: str = "config") -> PipelineConfig:
             raise ConfigError(f"{source}: [generate] with the dense filter needs stage [encode].")
     if "pretrain" in sections:
         loop_config(PretrainConfig, sections["pretrain"])  # its own checks, now, before anything runs
+    if "compress" in sections and "encode" in sections and sections["encode"].segment_tokens:
+        raise ConfigError(f"{source}: [compress] sweeps one vector per document; [encode].segment_tokens writes "
+                          f"several: leave one of them out.")
     needs = {"index": "encode", "search": "index", "compress": "encode", "dense": "encode", "train": "encode",
              "pretrain": "encode"}
     for stage, required in needs.items():

@@ -36,9 +36,11 @@ from pipelines.runtime import RayEnv
 log = logging.getLogger("densepipe.encode")
 
 # Settings that change the vectors; batch size, bucketing, device and threads do not (beyond float rounding).
-_OUTPUT_KEYS = ("model", "max_seq_length", "title_sep", "dtype", "backend", "quantize", "model_dtype")
+_OUTPUT_KEYS = ("model", "max_seq_length", "title_sep", "dtype", "backend", "quantize", "model_dtype", "segment_tokens",
+                "segment_stride", "segment_title")
 # what shards written before a key existed were made with
-_OUTPUT_DEFAULTS = {"backend": "torch", "quantize": "none", "model_dtype": "float32"}
+_OUTPUT_DEFAULTS = {"backend": "torch", "quantize": "none", "model_dtype": "float32", "segment_tokens": None,
+                    "segment_stride": None, "segment_title": False}
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,9 @@ class EncodeConfig:
 
 
 class EncodeBatch:
-    """Map a batch of documents (columns id, title, text) to vectors. Plain class: usable without Ray."""
+    """Map a batch of documents (columns id, title, text) to vectors. Plain class: usable without Ray. With
+    ``segment_tokens`` a document gives one row per window: its id repeated, and ``owner`` (the row of the batch
+    it came from) says which document each vector belongs to."""
 
     def __init__(self, encoder: EncoderConfig, fail_once_file: str | None = None):
         self.encoder = BiEncoder(encoder)
@@ -69,9 +73,10 @@ class EncodeBatch:
             os._exit(1)
         docs = [Document(id=str(i), title=str(t or ""), text=str(x or ""))
                 for i, t, x in zip(batch["id"], batch["title"], batch["text"])]
-        out = {"id": np.asarray(batch["id"]), "vector": self.encoder.encode_documents(docs)}
+        vectors, owner = self.encoder.encode_document_segments(docs)
+        out = {"id": np.asarray(batch["id"])[owner], "vector": vectors, "owner": owner}
         if "path" in batch:
-            out["path"] = np.asarray(batch["path"])
+            out["path"] = np.asarray(batch["path"])[owner]
         return out
 
 
@@ -164,14 +169,13 @@ def shard_chunks(shard_file: str | os.PathLike, step: int) -> list[np.ndarray]:
     return chunk_plan(text_lengths(table.column("title"), table.column("text")), step)
 
 
-def _assemble(count: int, parts: list) -> tuple[list[str], np.ndarray]:
-    """A shard's ids and vectors in its row order, from (rows, ids, vectors) per chunk in any order."""
-    ids = np.empty(count, dtype=object)
-    vectors = np.empty((count, parts[0][2].shape[1]), dtype=parts[0][2].dtype)
-    for rows, chunk_ids, chunk_vectors in parts:
-        ids[rows] = chunk_ids
-        vectors[rows] = chunk_vectors
-    return ids.tolist(), vectors
+def _assemble(parts: list) -> tuple[list[str], np.ndarray]:
+    """A shard's ids and vectors in its row order, from (rows, ids, vectors, owner) per chunk in any order: vector
+    i of a chunk belongs to the shard's row ``rows[owner[i]]`` (a document's windows stay in their order)."""
+    position = np.concatenate([np.asarray(rows)[owner] for rows, _, _, owner in parts])
+    order = np.argsort(position, kind="stable")
+    ids = np.concatenate([np.asarray(chunk_ids, dtype=object) for _, chunk_ids, _, _ in parts])[order]
+    return ids.tolist(), np.concatenate([vectors for _, _, vectors, _ in parts])[order]
 
 
 def _encode_local(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file) -> None:
@@ -187,9 +191,9 @@ def _encode_local(corpus_dir, out_dir, config, pending, metas, bar, fail_once_fi
             out = fn({"id": np.array([d.id for d in chunk], dtype=object),
                       "title": np.array([d.title for d in chunk], dtype=object),
                       "text": np.array([d.text for d in chunk], dtype=object)})
-            parts.append((rows, out["id"], out["vector"]))
+            parts.append((rows, out["id"], out["vector"], out["owner"]))
             bar.update(len(chunk))
-        _write(out_dir, index, *_assemble(len(docs), parts), metas[shard["file"]], config.encoder)
+        _write(out_dir, index, *_assemble(parts), metas[shard["file"]], config.encoder)
 
 
 class EncodeChunks:
@@ -209,7 +213,8 @@ class EncodeChunks:
         out = self.fn({k: np.asarray(chunk.column(k).to_pylist(), dtype=object) for k in ("id", "title", "text")})
         from retriever.memory import peak_rss_mb
 
-        return {"id": out["id"].tolist(), "vector": out["vector"], "node": node_id(), "peak_rss_mb": peak_rss_mb()}
+        return {"id": out["id"].tolist(), "vector": out["vector"], "owner": out["owner"], "node": node_id(),
+                "peak_rss_mb": peak_rss_mb()}
 
 
 def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file) -> dict:
@@ -268,11 +273,10 @@ def _encode_ray(corpus_dir, out_dir, config, pending, metas, bar, fail_once_file
             submit(actor)
             nodes.add(out["node"])
             peak_rss = max(peak_rss, out["peak_rss_mb"])
-            parts[index].append((rows, out["id"], out["vector"]))
+            parts[index].append((rows, out["id"], out["vector"], out["owner"]))
             bar.update(len(rows))
-            count = shards[index]["count"]
-            if sum(len(p[0]) for p in parts[index]) == count:
-                _write(out_dir, index, *_assemble(count, parts[index]), metas[shards[index]["file"]], encoder_cfg)
+            if sum(len(p[0]) for p in parts[index]) == shards[index]["count"]:
+                _write(out_dir, index, *_assemble(parts[index]), metas[shards[index]["file"]], encoder_cfg)
                 del parts[index]
     finally:
         for actor in actors:

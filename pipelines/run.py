@@ -175,7 +175,9 @@ class PipelineRun:
 
         c = self.config.encode
         return EncoderConfig(model=self._base_model(), batch_size=c.batch_size, max_seq_length=c.max_seq_length,
-                             backend=c.backend, quantize=c.quantize, model_dtype=c.model_dtype)
+                             backend=c.backend, quantize=c.quantize, model_dtype=c.model_dtype,
+                             segment_tokens=c.segment_tokens, segment_stride=c.segment_stride,
+                             segment_title=c.segment_title)
 
     def _encode_into(self, folder: Path, encoder) -> dict:
         from pipelines.encode import EncodeConfig, encode_corpus

@@ -9,11 +9,45 @@ from indexes.sharded import as_scores
 from retriever.types import Encoder, Queries, Run
 
 
-def hits_to_run(qids: list[str], D: np.ndarray, I: np.ndarray, ids: list[str]) -> Run:
-    run: Run = {}
-    for qi, qid in enumerate(qids):
-        run[qid] = {ids[j]: float(s) for s, j in zip(D[qi], I[qi]) if j >= 0}
-    return run
+def best_per_doc(hits, k: int | None = None) -> dict[str, float]:
+    """Ranked (document id, score) hits -> {document: score}, a document scored by its first (best-ranked) hit, as
+    MaxP scores a document held as several windows (``segment_tokens``); at most ``k`` documents."""
+    row: dict[str, float] = {}
+    for doc, score in hits:
+        if doc not in row:
+            row[doc] = float(score)
+            if k is not None and len(row) == k:
+                break
+    return row
+
+
+def hits_to_run(qids: list[str], D: np.ndarray, I: np.ndarray, ids, k: int | None = None) -> Run:
+    """A run from ranked hits (scores ``D``, positions ``I`` into ``ids``, -1 for none): ``best_per_doc``."""
+    return {qid: best_per_doc(((ids[j], s) for s, j in zip(D[qi], I[qi]) if j >= 0), k) for qi, qid in enumerate(qids)}
+
+
+def vectors_per_doc(ids) -> int:
+    """The most vectors any one document has (1 unless documents were encoded as windows)."""
+    from collections import Counter
+
+    return max(Counter(ids).values(), default=1)
+
+
+def search_depth(k: int, per_doc: int, ntotal: int) -> int:
+    """Vectors to retrieve so that the best ``k`` documents are all among them when a document may hold up to
+    ``per_doc`` vectors: the k-th best document's best vector ranks at most (k - 1) * per_doc + 1."""
+    return min(max(ntotal, 1), (k - 1) * per_doc + 1) if per_doc > 1 else k
+
+
+def first_rows(ids) -> np.ndarray:
+    """Row of each document's first vector (its first window), in row order."""
+    seen: set = set()
+    rows = []
+    for i, d in enumerate(ids):
+        if d not in seen:
+            seen.add(d)
+            rows.append(i)
+    return np.asarray(rows, dtype=np.int64)
 
 
 class DenseSearcher:
@@ -21,7 +55,8 @@ class DenseSearcher:
         if index.ntotal != len(ids):
             raise ValueError(f"index holds {index.ntotal} vectors but {len(ids)} ids were given")
         self.encoder, self.index, self.ids = encoder, index, ids
-        self._position: dict[str, int] | None = None
+        self.per_doc = vectors_per_doc(ids)  # > 1: documents held as windows, scored by their best (MaxP)
+        self._position: dict[str, list[int]] | None = None
         self._texts: dict[str, str] = {}
 
     def score(self, query_id: str, doc_ids, query_text: str | None = None) -> list[float]:
@@ -29,16 +64,19 @@ class DenseSearcher:
         if query_text is None:
             query_text = self._texts[query_id]
         q = self.encoder.encode_queries([query_text])[0]
-        return [float(q @ self._vector(d)) for d in doc_ids]
+        return [max(float(q @ self.index.reconstruct(i)) for i in self._rows()[d]) for d in doc_ids]
 
-    def _rows(self) -> dict[str, int]:
-        """Document id -> row of the index, built on first use."""
+    def _rows(self) -> dict[str, list[int]]:
+        """Document id -> its rows of the index (several when it was encoded as windows), built on first use."""
         if self._position is None:
-            self._position = {d: i for i, d in enumerate(self.ids)}
+            self._position = {}
+            for i, d in enumerate(self.ids):
+                self._position.setdefault(d, []).append(i)
         return self._position
 
     def _vector(self, doc_id: str) -> np.ndarray:
-        return self.index.reconstruct(self._rows()[doc_id])
+        """A document's vector (its first window's when it has several)."""
+        return self.index.reconstruct(self._rows()[doc_id][0])
 
     def geometry(self, queries: Queries, qrels: dict, sample: int = 4096, seed: int = 0) -> dict:
         """Alignment over the judged (query, document) pairs and uniformity of a seeded sample of the corpus's
@@ -51,13 +89,14 @@ class DenseSearcher:
         xq = self.encoder.encode_queries([queries[q] for q in qids])
         judged = sorted({d for q in qids for d, g in qrels[q].items() if g > 0 and d in self._rows()})
         xd = np.stack([self._vector(d) for d in judged]) if judged else xq[:0]
-        picked = np.random.default_rng(seed).choice(len(self.ids), size=min(sample, len(self.ids)), replace=False)
+        rows = first_rows(self.ids) if self.per_doc > 1 else np.arange(len(self.ids))
+        picked = np.random.default_rng(seed).choice(rows, size=min(sample, len(rows)), replace=False)
         corpus = np.stack([self.index.reconstruct(int(i)) for i in picked])
         return geometry(xq, qids, xd, judged, qrels, max_vectors=sample, seed=seed, corpus_sample=corpus)
 
     def search_vectors(self, qids: list[str], xq: np.ndarray, k: int) -> Run:
-        D, I = self.index.search(xq, k)
-        return hits_to_run(qids, as_scores(D, self.index.metric), I, self.ids)
+        D, I = self.index.search(xq, search_depth(k, self.per_doc, self.index.ntotal))
+        return hits_to_run(qids, as_scores(D, self.index.metric), I, self.ids, k)
 
     def search(self, queries: Queries, k: int = 1000) -> Run:
         self._texts.update(queries)

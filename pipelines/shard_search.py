@@ -66,8 +66,10 @@ class IndexShardActor:
         from pipelines.runtime import node_id
         from retriever.memory import peak_rss_mb
 
+        from pipelines.search import vectors_per_doc
+
         return {"node": node_id(), "vectors": int(self.index.ntotal), "metric": self.index.metric,
-                "peak_rss_mb": peak_rss_mb()}
+                "per_doc": vectors_per_doc(self.ids), "peak_rss_mb": peak_rss_mb()}
 
 
 class DistributedSearcher:
@@ -116,26 +118,30 @@ class DistributedSearcher:
         self.timeout = ray_env.stall_timeout
         self.info = ray.get([a.info.remote() for a in self.actors], timeout=self.timeout)
         self.metric = self.info[0]["metric"]
+        # a document's windows are written together, so they sit in one part: the actors' maximum is the index's
+        self.per_doc = max(i.get("per_doc", 1) for i in self.info)
         self.search_seconds = 0.0
 
     def search_vectors(self, qids: list[str], xq: np.ndarray, k: int):
         import ray
 
         from indexes.sharded import as_scores, topk_order
+        from pipelines.search import best_per_doc, search_depth
 
         run = {}
         t0 = time.perf_counter()
+        depth = search_depth(k, self.per_doc, self.ntotal)  # windows of a document: its best one scores it
         for start in range(0, len(qids), self.batch_size):
             ref = ray.put(np.ascontiguousarray(xq[start:start + self.batch_size], dtype=np.float32))
-            parts = ray.get([a.search.remote(ref, k) for a in self.actors], timeout=self.timeout)
+            parts = ray.get([a.search.remote(ref, depth) for a in self.actors], timeout=self.timeout)
             D = np.concatenate([p[0] for p in parts], axis=1)
             I = np.concatenate([p[1] for p in parts], axis=1)
             ids = np.concatenate([p[2] for p in parts], axis=1)
-            order = topk_order(D, I, k, self.metric)
+            order = topk_order(D, I, depth, self.metric)
             D, I, ids = (np.take_along_axis(x, order, axis=1) for x in (D, I, ids))
             D = as_scores(D, self.metric)
             for row, qid in enumerate(qids[start:start + self.batch_size]):
-                run[qid] = {d: float(s) for d, s, i in zip(ids[row], D[row], I[row]) if i >= 0}
+                run[qid] = best_per_doc(((d, s) for d, s, i in zip(ids[row], D[row], I[row]) if i >= 0), k)
         self.search_seconds += time.perf_counter() - t0
         return run
 

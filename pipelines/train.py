@@ -262,9 +262,13 @@ def build_task(job: TrainJob, crash_at: int | None = None) -> TrainTask:
     if job.config.tower == "query":
         from pipelines.encode import corpus_vectors
 
+        from pipelines.search import first_rows
+
         emb = job.embeddings or prep.embeddings_dir(job.model)
-        task.doc_ids, task.doc_matrix = corpus_vectors(prep.corpus_dir, emb,
-                                                       job.doc_encoder or EncoderConfig(job.model))
+        ids, xb = corpus_vectors(prep.corpus_dir, emb, job.doc_encoder or EncoderConfig(job.model))
+        rows = first_rows(ids)  # a document encoded as windows trains against its first (the truncated text)
+        task.doc_ids = [ids[i] for i in rows] if len(rows) < len(ids) else ids
+        task.doc_matrix = xb[rows] if len(rows) < len(ids) else xb
     return task
 
 

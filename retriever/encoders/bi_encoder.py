@@ -29,6 +29,11 @@ class EncoderConfig:
     model_dtype: str = "float32"  # the model's compute type: float32 | bfloat16 | float16 (GPU), not the vectors'
     bucket: str = "tokens"  # batches of similar token length across each call ("tokens") or sentence-transformers'
     # own ordering by character length ("chars")
+    segment_tokens: int | None = None  # documents: one vector per window of this many tokens (MaxP search: a
+    # document scores its best window); None: one vector per document, truncated at max_seq_length
+    segment_stride: int | None = None  # tokens between window starts; None: half a window (windows overlap by half)
+    segment_title: bool = False  # windows of the text, each led by the document's title (as MS MARCO's segmented
+    # documents are); False: windows of title + text, the title in the first only
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -37,12 +42,31 @@ class EncoderConfig:
             raise ConfigError(f"encoder dtype must be float32 or float16, got {self.dtype!r}.")
         if self.bucket not in ("tokens", "chars"):
             raise ConfigError(f"encoder bucket must be 'tokens' or 'chars', got {self.bucket!r}.")
+        if self.segment_tokens is not None and self.segment_tokens < 8:
+            raise ConfigError(f"encoder segment_tokens must be >= 8 (or unset), got {self.segment_tokens}.")
+        if self.segment_stride is not None and not (
+                self.segment_tokens and 1 <= self.segment_stride <= self.segment_tokens):
+            raise ConfigError(f"encoder segment_stride must be between 1 and segment_tokens, got "
+                              f"{self.segment_stride} (segment_tokens {self.segment_tokens}).")
         from retriever.encoders.backends import check_backend
 
         check_backend(self.backend, self.quantize, self.model_dtype, self.device)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def one_vector_per_document(self, what: str) -> None:
+        """Refuse windows (``segment_tokens``) where ``what`` needs a single vector per document."""
+        if self.segment_tokens:
+            raise ConfigError(f"{what} works on one vector per document; this encoder writes a vector per window "
+                              f"(segment_tokens = {self.segment_tokens}): leave segment_tokens unset.")
+
+    @property
+    def stride(self) -> int | None:
+        """Tokens between document windows (None: documents are not segmented)."""
+        if not self.segment_tokens:
+            return None
+        return self.segment_stride or max(1, self.segment_tokens // 2)
 
 
 def model_hash(folder: str) -> str:
@@ -137,6 +161,10 @@ class BiEncoder:
         self.normalize = similarity == "cosine" and not has_normalize
         self.normalized = similarity == "cosine"
         self.similarity = similarity
+        limit = int(model.max_seq_length or 512)
+        if config.segment_tokens and config.segment_tokens + 2 > limit:
+            raise ConfigError(f"segment_tokens = {config.segment_tokens} does not fit the model's {limit}-token "
+                              f"input with its two special tokens: use at most {limit - 2}.")
 
     @property
     def dim(self) -> int:
@@ -191,6 +219,41 @@ class BiEncoder:
 
     def encode_documents(self, docs: Sequence[Document], show_progress: bool = False) -> np.ndarray:
         return self._encode([d.joined(self.config.title_sep) for d in docs], "document", show_progress)
+
+    def segments(self, docs: Sequence[Document]) -> tuple[list[str], np.ndarray]:
+        """Each document cut into windows of ``segment_tokens`` tokens starting every ``stride`` tokens (the last
+        window ends at the document's end; a document that fits is one window, an empty one an empty window):
+        the windows' texts, cut from the document's own text at token boundaries (with ``segment_title``, from its
+        text alone, each window led by its title), and each window's document (its position in ``docs``), in
+        document order."""
+        size, stride, sep = self.config.segment_tokens, self.config.stride, self.config.title_sep
+        titled = [self.config.segment_title and bool(d.title) for d in docs]
+        bodies = [d.text if t else d.joined(sep) for d, t in zip(docs, titled)]
+        tokenizer = self.model.tokenizer
+        if not getattr(tokenizer, "is_fast", False):
+            raise ConfigError(f"segment_tokens needs a fast tokenizer (token offsets); {self.config.model}'s is not.")
+        spans = tokenizer(bodies, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        pieces, owner = [], []
+        for i, (doc, text, offsets) in enumerate(zip(docs, bodies, spans["offset_mapping"])):
+            start = 0
+            while True:
+                end = min(start + size, len(offsets))
+                piece = text[offsets[start][0]:offsets[end - 1][1]] if offsets else text
+                pieces.append(doc.joined(sep) if not offsets else f"{doc.title}{sep}{piece}" if titled[i] else piece)
+                owner.append(i)
+                if end >= len(offsets):
+                    break
+                start += stride
+        return pieces, np.asarray(owner, dtype=np.int64)
+
+    def encode_document_segments(self, docs: Sequence[Document], show_progress: bool = False
+                                 ) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, document of each vector): one vector per window (``segments``), or one per document when
+        the encoder does not segment."""
+        if not self.config.segment_tokens:
+            return self.encode_documents(docs, show_progress), np.arange(len(docs), dtype=np.int64)
+        pieces, owner = self.segments(docs)
+        return self._encode(pieces, "document", show_progress), owner
 
 
 def default_threads() -> int:

@@ -312,6 +312,55 @@ def test_search_across_actors_on_both_nodes_equals_one_index(two_nodes, s3_root,
     assert single.ntotal == 2000
 
 
+def test_windowed_documents_searched_across_actors_score_by_their_best_window(two_nodes, s3_root, tmp_path):
+    """Documents encoded as windows on both nodes (segment_tokens, through S3), indexed in 3 parts held by 2
+    actors: the merged run is one document per hit scored by its best window, equal to one index's MaxP run."""
+    from indexes import IndexSpec
+    from pipelines.index_stage import index_embeddings, load_sharded
+    from pipelines.search import DenseSearcher
+    from pipelines.shard_search import DistributedSearcher
+    from retriever.data import load_beir
+    from retriever.encoders import BiEncoder
+    from tests.conftest import SCIFACT, need_data
+
+    need_data(SCIFACT)
+    ds = load_beir(SCIFACT, "test")
+    keep = sorted(ds.corpus)[:90]
+    folder = tmp_path / "beir"
+    folder.mkdir()
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "title": ds.corpus[d].title,
+                                                             "text": ds.corpus[d].text}) + "\n" for d in keep))
+    (folder / "queries.jsonl").write_text(json.dumps({"_id": "q", "text": "cancer"}) + "\n")
+    prep = prepare(str(folder), docs_per_shard=30, need_qrels=False)
+    encoder = EncoderConfig(segment_tokens=96)
+    env = RayEnv(two_nodes.address, storage=s3_root)
+    manifest = encode_corpus(prep.corpus_dir, tmp_path / "emb", EncodeConfig(encoder, num_workers=2,
+                                                                             rows_per_ray_batch=15, ray=env),
+                             progress=False)
+    assert set(manifest["last_run"]["nodes"]) == node_ids(), "both nodes encoded"
+    ids, xb = _emb(tmp_path / "emb")
+    assert len(ids) > len(set(ids)) == 90  # windows
+    index_embeddings(tmp_path / "emb", tmp_path / "ix", IndexSpec("Flat"), progress=False)
+    xq = BiEncoder(encoder).encode_queries([ds.queries[q] for q in sorted(ds.queries)[:12]])
+    qids = [f"q{i}" for i in range(len(xq))]
+    index, all_ids, _ = load_sharded(tmp_path / "ix")
+    expected = DenseSearcher(None, index, all_ids).search_vectors(qids, xq, 20)
+    searcher = DistributedSearcher(tmp_path / "ix", None, 2, env)
+    try:
+        got = searcher.search_vectors(qids, xq, 20)
+    finally:
+        searcher.close()
+    assert searcher.per_doc > 1
+    best = {q: {} for q in qids}
+    for row, d in enumerate(ids):
+        for i, q in enumerate(qids):
+            best[q][d] = max(best[q].get(d, -1.0), float(xq[i] @ xb[row]))
+    for q in qids:
+        assert len(got[q]) == 20 and list(got[q]) == list(expected[q])
+        assert got[q] == pytest.approx({d: best[q][d] for d in got[q]}, abs=1e-5)
+        assert min(got[q].values()) >= sorted(best[q].values())[-20] - 1e-6
+
+
 def _same_up_to_ties(a: dict, b: dict) -> bool:
     """The same scores in the same order, and the same documents above the last (possibly tied) score."""
     sa, sb = sorted(a.values(), reverse=True), sorted(b.values(), reverse=True)

@@ -137,3 +137,55 @@ def test_save_load_plain_faiss(tmp_path):
     loaded, loaded_ids, manifest = load_index(tmp_path / "ix")
     assert loaded_ids == ids and manifest["ntotal"] == 500
     assert (loaded.search(xq, 5)[1] == index.search(xq, 5)[1]).all()
+
+
+def test_windows_of_a_document_score_it_by_the_best_maxp_equals_brute_force():
+    """A document held as several vectors (its windows) ranks by its best window: the searcher's top k documents
+    and their scores equal the brute-force maximum over each document's windows, over two index parts; a
+    document's ``score`` is that maximum too."""
+    import faiss
+
+    from pipelines.search import DenseSearcher, best_per_doc, first_rows, search_depth
+
+    xb, xq = _data(n=3000, d=32, nq=30, seed=3)
+    rng = np.random.default_rng(3)
+    owner = np.repeat(np.arange(900), rng.integers(1, 7, size=900))[:3000]  # 1 to 6 windows a document
+    assert len(owner) == 3000
+    ids = [f"d{o}" for o in owner]
+    parts = []
+    cut = int(np.searchsorted(owner, owner[1500]))  # parts split between documents, as shards are
+    for part in (xb[:cut], xb[cut:]):
+        idx = faiss.IndexFlatIP(xb.shape[1])
+        idx.add(part)
+        parts.append(idx)
+    searcher = DenseSearcher(None, ShardedIndex(parts), ids)
+    assert searcher.per_doc == int(np.bincount(owner).max()) > 1
+    k = 40
+    run = searcher.search_vectors([f"q{i}" for i in range(len(xq))], xq, k)
+    scores = xq @ xb.T
+    best = np.full((len(xq), owner.max() + 1), -np.inf)
+    np.maximum.at(best, (slice(None), owner), scores)  # per query, each document's best window
+    for i in range(len(xq)):
+        top = np.argsort(-best[i], kind="stable")[:k]
+        assert list(run[f"q{i}"]) == [f"d{j}" for j in top]
+        assert np.allclose(list(run[f"q{i}"].values()), best[i, top], atol=1e-5)
+    assert search_depth(k, 6, 3000) == 235 and search_depth(k, 1, 3000) == k and search_depth(1000, 6, 3000) == 3000
+    assert best_per_doc([("a", 3.0), ("b", 2.0), ("a", 1.0), ("c", 0.5)], 2) == {"a": 3.0, "b": 2.0}
+    assert first_rows(["a", "a", "b", "c", "c"]).tolist() == [0, 2, 3]
+
+
+def test_maxp_score_of_a_document_is_its_best_window():
+    import faiss
+
+    from pipelines.search import DenseSearcher
+
+    class Fixed:
+        def encode_queries(self, texts):
+            return np.array([[1.0, 0.0]], dtype=np.float32)
+
+    xb = np.array([[0.2, 1.0], [0.9, 0.1], [0.5, 0.5]], dtype=np.float32)
+    index = faiss.IndexFlatIP(2)
+    index.add(xb)
+    searcher = DenseSearcher(Fixed(), ShardedIndex([index]), ["a", "a", "b"])
+    assert searcher.score("q", ["a", "b"], "query") == pytest.approx([0.9, 0.5])
+    assert searcher.search({"q": "query"}, 5) == {"q": pytest.approx({"a": 0.9, "b": 0.5})}

@@ -143,3 +143,60 @@ def test_ray_encode_survives_a_dying_worker(scifact_slice, tmp_path):
     ids_l, xl = _emb(tmp_path / "local")
     assert ids_r == ids_l and len(set(ids_r)) == 150
     assert np.allclose(xr, xl, atol=1e-5)
+
+
+def test_segments_are_windows_of_the_documents_own_text(scifact_slice):
+    """segment_tokens: windows of that many tokens every stride tokens, cut from the text at token boundaries;
+    the first starts with the document, the last ends with it; a short document is one window, an empty one an
+    empty window."""
+    from retriever.types import Document
+
+    enc = BiEncoder(EncoderConfig(segment_tokens=16, segment_stride=10))
+    prep = prepare(str(scifact_slice), docs_per_shard=64)
+    long_doc = max(prep.dataset.corpus.values(), key=lambda d: len(d.text))
+    docs = [long_doc, Document("short", "Aspirin lowers fever."), Document("empty", "")]
+    pieces, owner = enc.segments(docs)
+    text = long_doc.joined(" ")
+    n = len(enc.model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+    windows = 1 + -(-(n - 16) // 10)
+    assert owner.tolist() == [0] * windows + [1, 2]
+    assert pieces[-2:] == ["Aspirin lowers fever.", ""]
+    assert text.startswith(pieces[0]) and text.endswith(pieces[windows - 1])
+    at = 0
+    for piece in pieces[:windows]:  # in order, overlapping, each within the model's window
+        start = text.index(piece, at)
+        at = start + 1
+        assert 0 < len(enc.model.tokenizer(piece, add_special_tokens=False)["input_ids"]) <= 16 + 2
+    vectors, owners = enc.encode_document_segments(docs)
+    assert vectors.shape == (len(pieces), enc.dim) and owners.tolist() == owner.tolist()
+    assert np.allclose(vectors[windows], enc.encode_documents(docs[1:2])[0], atol=1e-5)  # the whole document
+    titled = BiEncoder(EncoderConfig(segment_tokens=16, segment_stride=10, segment_title=True), model=enc.model)
+    pieces_t, owner_t = titled.segments(docs)
+    body = pieces_t[:owner_t.tolist().count(0)]
+    assert all(p.startswith(long_doc.title + " ") for p in body)
+    assert long_doc.text.startswith(body[0][len(long_doc.title) + 1:])
+    assert pieces_t[-2:] == ["Aspirin lowers fever.", ""]  # no title: the text's windows as before
+    with pytest.raises(Exception, match="does not fit"):
+        BiEncoder(EncoderConfig(segment_tokens=300))  # all-MiniLM-L6-v2 reads 256 tokens
+    with pytest.raises(Exception, match="segment_stride"):
+        EncoderConfig(segment_tokens=16, segment_stride=17)
+
+
+def test_segmented_encode_writes_each_documents_windows_in_shard_order(scifact_slice, tmp_path):
+    """Chunks are encoded longest first; every document's windows come back to its row, in order, under its id,
+    and a changed window size re-encodes."""
+    from retriever.data.parquet import iter_corpus_shards
+
+    prep = prepare(str(scifact_slice), docs_per_shard=40, max_docs=60)
+    encoder = EncoderConfig(segment_tokens=64)
+    cfg = EncodeConfig(encoder, engine="local", rows_per_ray_batch=16)
+    encode_corpus(prep.corpus_dir, tmp_path / "emb", cfg, progress=False)
+    ids, x = _emb(tmp_path / "emb")
+    docs = [d for _, shard_docs in iter_corpus_shards(prep.corpus_dir) for d in shard_docs]
+    enc = BiEncoder(encoder)
+    pieces, owner = enc.segments(docs)
+    assert ids == [docs[i].id for i in owner] and len(ids) > len(docs)
+    assert np.allclose(x, enc._encode(pieces, "document", False), atol=1e-5)
+    again = encode_corpus(prep.corpus_dir, tmp_path / "emb", EncodeConfig(EncoderConfig(segment_tokens=32),
+                                                                         engine="local"), progress=False)
+    assert again["last_run"]["docs"] == 60

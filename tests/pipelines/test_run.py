@@ -162,6 +162,32 @@ def test_bad_training_configs_are_rejected(data, needle):
     assert needle in str(e.value)
 
 
+def test_a_run_with_windowed_documents_searches_them_by_their_best_window(scifact_slice, tmp_path, capsys):
+    """[encode] segment_tokens: the run's embeddings hold several vectors for long documents; its dense baseline
+    and its index search return each document once, scored by its best window (the two runs agree: both exact),
+    and the whole-document run is a different one."""
+    from retriever.data import read_run
+    from retriever.data.embeddings import read_embeddings
+
+    out = tmp_path / "run"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[run]\ndataset = "{scifact_slice}"\noutput = "{out}"\n[encode]\n'
+                   'engine = "local"\nsegment_tokens = 96\n[dense]\nk = 10\n[index]\nfactory = "Flat"\n[search]\n'
+                   'k = 10\n')
+    result = run_cli(capsys, "run", str(cfg))
+    assert list(result["stages"]) == ["prepare", "encode", "dense", "index", "search"]
+    _, shards = read_embeddings(out / "embeddings")
+    ids = [i for s in shards for i in s[0]]
+    assert len(ids) > len(set(ids)) == len((scifact_slice / "corpus.jsonl").read_text().splitlines())
+    dense, search = read_run(out / "dense-base.trec"), read_run(out / "dense.trec")
+    assert all(len(hits) == 10 for hits in search.values())
+    assert {q: list(h) for q, h in dense.items()} == {q: list(h) for q, h in search.items()}
+    with pytest.raises(ConfigError, match="one vector per document"):
+        parse_config({"encode": {"segment_tokens": 96}, "compress": {}}, "cfg.toml")
+    with pytest.raises(ConfigError, match="segment_stride"):
+        parse_config({"encode": {"segment_tokens": 96, "segment_stride": 200}}, "cfg.toml")
+
+
 def test_run_with_pretraining(scifact_slice, tiny_model, tmp_path, capsys):
     """[pretrain] runs first on the corpus text; encode and the dense baseline then use the pretrained model,
     and a changed pretraining setting redoes every stage that reads it."""
