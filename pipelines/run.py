@@ -195,6 +195,19 @@ class PipelineRun:
         """Embedding shards of this run (its own: a stage key vouches only for what this run wrote)."""
         return self.dir / "embeddings"
 
+    def _whole_documents(self) -> tuple[str, object]:
+        """(embeddings folder, encoder) of one vector per document, for mining, the dense round trip and training
+        against fixed document vectors: the run's own when it does not cut documents into windows; otherwise a
+        folder of whole-document vectors beside them (encoded by the first stage that reads it), the windows
+        serving the dense baseline and the index (the recipe benchmarks/windows.py measured)."""
+        from dataclasses import replace
+
+        encoder = self._encoder()
+        if not encoder.segment_tokens:
+            return str(self._embeddings()), encoder
+        return str(self.dir / "embeddings-whole"), replace(encoder, segment_tokens=None, segment_stride=None,
+                                                            segment_title=False)
+
     def _final_embeddings(self) -> Path:
         """The corpus vectors the index is built from: the fine-tuned model's when it re-encoded the corpus."""
         return self.dir / "embeddings-tuned" if "encode_tuned" in self.config.stages() else self._embeddings()
@@ -234,8 +247,8 @@ class PipelineRun:
         from pipelines.generate import run_generate
 
         r = self.config.run
-        job = generate_job(self.config.generate, r.dataset, self._training_data(), encoder=self._encoder(),
-                           embeddings=str(self._embeddings()) if self.config.encode else None,
+        whole, encoder = self._whole_documents() if self.config.encode else (None, self._encoder())
+        job = generate_job(self.config.generate, r.dataset, self._training_data(), encoder=encoder, embeddings=whole,
                            bm25_k1=self.config.bm25.k1 if self.config.bm25 else 0.9,
                            bm25_b=self.config.bm25.b if self.config.bm25 else 0.4, ray=self.ray_env(),
                            docs_per_shard=r.docs_per_shard, max_docs=r.max_docs)
@@ -254,11 +267,11 @@ class PipelineRun:
                            rank_range=(1, c.depth))
         bm25 = {"bm25_k1": self.config.bm25.k1, "bm25_b": self.config.bm25.b} if self.config.bm25 else {}
         tables = {}
+        whole, encoder = self._whole_documents()
         for retriever in c.retrievers:
             job = MineJob(self._training_data(), str(self.dir / "mine" / f"{retriever}.parquet"), retriever, c.split, cfg,
-                          self._encoder(), c.engine, c.num_workers, ray=self.ray_env(),
-                          docs_per_shard=r.docs_per_shard, max_docs=r.max_docs, embeddings=str(self._embeddings()),
-                          **bm25)
+                          encoder, c.engine, c.num_workers, ray=self.ray_env(),
+                          docs_per_shard=r.docs_per_shard, max_docs=r.max_docs, embeddings=whole, **bm25)
             tables[retriever] = mine_pairs(job)
         return {"tables": {k: v["output"] for k, v in tables.items()},
                 "reports": {k: v["report"] for k, v in tables.items()}}
@@ -272,11 +285,11 @@ class PipelineRun:
         pairs = ()
         if self.config.mine is not None:
             pairs = tuple(str(self.dir / "mine" / f"{x}.parquet") for x in self.config.mine.retrievers)
+        whole, encoder = self._whole_documents()
         job = TrainJob(self._training_data(), str(self.dir / "train"), self._base_model(), c.split, pairs, c.held_out,
                        config=loop_config(TrainConfig, c), engine=c.engine, num_workers=c.num_workers,
-                       ray=self.ray_env(),
-                       docs_per_shard=r.docs_per_shard, max_docs=r.max_docs,
-                       embeddings=str(self._embeddings()), doc_encoder=self._encoder(), teacher=self._teacher())
+                       ray=self.ray_env(), docs_per_shard=r.docs_per_shard, max_docs=r.max_docs,
+                       embeddings=whole, doc_encoder=encoder, teacher=self._teacher())
         info = run_training(job)
         return {"model": info["model"], "loss_png": str(self.dir / "train" / "loss.png"), "steps": info["steps"],
                 "train_seconds": info["train_seconds"], "held_out_evals": info["held_out_evals"],

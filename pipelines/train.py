@@ -262,13 +262,10 @@ def build_task(job: TrainJob, crash_at: int | None = None) -> TrainTask:
     if job.config.tower == "query":
         from pipelines.encode import corpus_vectors
 
-        from pipelines.search import first_rows
-
+        doc_encoder = job.doc_encoder or EncoderConfig(job.model)
+        doc_encoder.one_vector_per_document("training against fixed document vectors (tower = 'query')")
         emb = job.embeddings or prep.embeddings_dir(job.model)
-        ids, xb = corpus_vectors(prep.corpus_dir, emb, job.doc_encoder or EncoderConfig(job.model))
-        rows = first_rows(ids)  # a document encoded as windows trains against its first (the truncated text)
-        task.doc_ids = [ids[i] for i in rows] if len(rows) < len(ids) else ids
-        task.doc_matrix = xb[rows] if len(rows) < len(ids) else xb
+        task.doc_ids, task.doc_matrix = corpus_vectors(prep.corpus_dir, emb, doc_encoder)
     return task
 
 

@@ -83,18 +83,22 @@ def test_run_caches_stages_and_redoes_only_what_changed(scifact_slice, tmp_path,
     assert redone == {"index", "search", "fuse"}
 
 
+def _two_splits(toy_beir, folder):
+    """The toy set with each topic's first query in train and its second in test."""
+    import shutil
+
+    shutil.copytree(toy_beir, folder)
+    train = (folder / "qrels" / "train.tsv").read_text().splitlines()
+    for split, end in (("test", "-1"), ("train", "-0")):
+        rows = [r for r in train[1:] if r.split("\t")[0].endswith(end)]
+        (folder / "qrels" / f"{split}.tsv").write_text("\n".join([train[0]] + rows) + "\n")
+    return folder
+
+
 def test_run_with_mining_and_fine_tuning(toy_beir, tiny_model, tmp_path, capsys):
     """encode -> dense baseline -> mine -> train (frozen documents) -> index -> search, on a two-split toy set
     with a tiny model; a changed learning rate redoes train and search but not the index (same vectors)."""
-    import shutil
-
-    data = tmp_path / "toy2"
-    shutil.copytree(toy_beir, data)
-    train = (data / "qrels" / "train.tsv").read_text().splitlines()
-    (data / "qrels" / "test.tsv").write_text("\n".join([train[0]] + [r for r in train[1:] if r.split("\t")[0]
-                                                                      .endswith("-1")]) + "\n")
-    (data / "qrels" / "train.tsv").write_text("\n".join([train[0]] + [r for r in train[1:] if r.split("\t")[0]
-                                                                       .endswith("-0")]) + "\n")
+    data = _two_splits(toy_beir, tmp_path / "toy2")
     out = tmp_path / "run"
     base = (f'[run]\ndataset = "{data}"\noutput = "{out}"\n[encode]\nmodel = "{tiny_model}"\nengine = "local"\n'
             '[dense]\nk = 10\n[mine]\nretrievers = ["dense"]\ndepth = 10\nnum_negatives = 2\nmargin = 0\n'
@@ -162,26 +166,30 @@ def test_bad_training_configs_are_rejected(data, needle):
     assert needle in str(e.value)
 
 
-def test_a_run_with_windowed_documents_searches_them_by_their_best_window(scifact_slice, tmp_path, capsys):
-    """[encode] segment_tokens: the run's embeddings hold several vectors for long documents; its dense baseline
-    and its index search return each document once, scored by its best window (the two runs agree: both exact),
-    and the whole-document run is a different one."""
+def test_a_run_with_windowed_documents_searches_them_by_their_best_window(toy_beir, tiny_model, tmp_path, capsys):
+    """[encode] segment_tokens: the run's embeddings hold several vectors a document; the dense baseline and the
+    index search return each document once, scored by its best window (both exact: the same runs), while mining
+    and training read one vector per document, from a folder of whole-document vectors beside the windows."""
     from retriever.data import read_run
     from retriever.data.embeddings import read_embeddings
 
+    data = _two_splits(toy_beir, tmp_path / "toy2")
     out = tmp_path / "run"
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[run]\ndataset = "{scifact_slice}"\noutput = "{out}"\n[encode]\n'
-                   'engine = "local"\nsegment_tokens = 96\n[dense]\nk = 10\n[index]\nfactory = "Flat"\n[search]\n'
-                   'k = 10\n')
+    cfg.write_text(f'[run]\ndataset = "{data}"\noutput = "{out}"\n[encode]\nmodel = "{tiny_model}"\n'
+                   'engine = "local"\nsegment_tokens = 8\nsegment_stride = 4\n[dense]\nk = 10\n[mine]\n'
+                   'retrievers = ["dense"]\ndepth = 10\nnum_negatives = 2\nmargin = 0\n[train]\ntower = "query"\n'
+                   'epochs = 1\nbatch_size = 4\nnegatives = 2\nengine = "local"\nheld_out = 0\n[index]\n'
+                   'factory = "Flat"\n[search]\nk = 10\n')
     result = run_cli(capsys, "run", str(cfg))
-    assert list(result["stages"]) == ["prepare", "encode", "dense", "index", "search"]
-    _, shards = read_embeddings(out / "embeddings")
-    ids = [i for s in shards for i in s[0]]
-    assert len(ids) > len(set(ids)) == len((scifact_slice / "corpus.jsonl").read_text().splitlines())
+    assert list(result["stages"]) == ["prepare", "encode", "dense", "mine", "train", "index", "search"]
+    ids = {}
+    for name in ("embeddings", "embeddings-whole"):
+        _, shards = read_embeddings(out / name)
+        ids[name] = [i for s in shards for i in s[0]]
+    assert len(ids["embeddings"]) > len(set(ids["embeddings"])) == 40 == len(ids["embeddings-whole"])
     dense, search = read_run(out / "dense-base.trec"), read_run(out / "dense.trec")
-    assert all(len(hits) == 10 for hits in search.values())
-    assert {q: list(h) for q, h in dense.items()} == {q: list(h) for q, h in search.items()}
+    assert all(len(hits) == 10 for hits in search.values()) and set(dense) == set(search)
     with pytest.raises(ConfigError, match="one vector per document"):
         parse_config({"encode": {"segment_tokens": 96}, "compress": {}}, "cfg.toml")
     with pytest.raises(ConfigError, match="segment_stride"):
