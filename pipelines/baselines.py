@@ -97,7 +97,7 @@ def run_dense(dataset: str, split: str, output: str, encoder: EncoderConfig, k: 
     t2 = time.perf_counter()
     return _finish(prep, run, output, {"encode": t1 - t0, "search": t2 - t1},
                    {"method": "dense-flat-ip", "model": encoder.model,
-                    "embeddings": str(prep.embeddings_dir(encoder.model)),
+                    "embeddings": str(prep.embeddings_dir(encoder.model, encoder)),
                     "geometry": searcher.geometry(prep.dataset.queries, prep.dataset.qrels)}, remove_query, topics)
 
 
@@ -107,7 +107,7 @@ def corpus_embeddings(prep: Prepared, encoder: EncoderConfig, encode=None, embed
     the model)."""
     from pipelines.encode import EncodeConfig, encode_corpus
 
-    emb_dir = Path(embeddings or prep.embeddings_dir(encoder.model))
+    emb_dir = Path(embeddings or prep.embeddings_dir(encoder.model, encoder))
     encode_corpus(prep.corpus_dir, emb_dir, encode or EncodeConfig(encoder, engine="local"))
     return emb_dir
 

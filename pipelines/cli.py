@@ -242,7 +242,7 @@ def cmd_encode(a) -> tuple[int, dict]:
     from pipelines.workspace import prepare
 
     prep = prepare(a.dataset, a.split, a.docs_per_shard, max_docs=a.max_docs)
-    out = Path(a.output) if a.output else prep.embeddings_dir(a.model)
+    out = Path(a.output) if a.output else prep.embeddings_dir(a.model, _encoder_config(a))
     manifest = encode_corpus(prep.corpus_dir, out, EncodeConfig(_encoder_config(a), engine=a.engine,
                                                                 num_workers=a.num_workers, ray=_ray_env(a)))
     return 0, {"embeddings": str(out), "num_docs": manifest["num_docs"], "shards": len(manifest["shards"]),

@@ -115,6 +115,9 @@ class PipelineRun:
             if self.config.index is not None and d:
                 spec = IndexSpec(self.config.index.factory)
                 out["index_memory_bytes"] = estimate_memory(spec.resolve(n), d, n).peak_bytes
+            if self.config.encode.segment_tokens:
+                out["note"] = ("documents are cut into windows ([encode].segment_tokens): the estimates count one "
+                               "vector a document, a lower bound (times the windows a document has)")
         return out
 
     # -- running --------------------------------------------------------------------------------------------

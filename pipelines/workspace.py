@@ -38,10 +38,14 @@ class Prepared:
 
         return build_lucene_index(self.dataset.corpus, self.folder / "lucene-flat", threads=threads, heap_mb=heap_mb)
 
-    def embeddings_dir(self, model: str) -> Path:
-        """Where ``model``'s corpus vectors live; a model whose documents route to its base model shares the base's."""
+    def embeddings_dir(self, model: str, encoder=None) -> Path:
+        """Where ``model``'s corpus vectors live; a model whose documents route to its base model shares the base's.
+        Documents cut into windows (``encoder``'s segment settings) live in a folder of their own."""
         model = document_encoder(resolve_model(model)) or model
-        return self.folder / "embeddings" / f"{slug(model)}-{model_hash(resolve_model(model))}"
+        windows = ""
+        if encoder is not None and encoder.segment_tokens:
+            windows = f"-w{encoder.segment_tokens}s{encoder.stride}" + ("t" if encoder.segment_title else "")
+        return self.folder / "embeddings" / f"{slug(model)}-{model_hash(resolve_model(model))}{windows}"
 
 
 def prepare(dataset: str, split: str = "test", docs_per_shard: int = 50_000, root: Path | None = None,
