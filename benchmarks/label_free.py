@@ -179,11 +179,9 @@ def main() -> None:
     from retriever.eval import evaluate, paired_test
 
     sys.path.insert(0, str(HERE))
-    from provenance import provenance
+    from provenance import choose, provenance
 
-    names = a.rows.split(",")
-    if set(names) - set(ROWS):
-        sys.exit(f"unknown rows {sorted(set(names) - set(ROWS))}; choose from {list(ROWS)}")
+    names = choose(a.rows, ROWS, "rows")
     seeds = [int(s) for s in a.seeds.split(",")]
     result = json.loads(OUTPUT.read_text()) if OUTPUT.is_file() else {"datasets": {}}
     made = provenance("label_free.py")  # the tree as this invocation found it; each seed it runs records it

@@ -32,3 +32,11 @@ def provenance(script: str, argv: list[str] | None = None) -> dict:
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results")),
             "versions": versions, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                               "platform": platform.platform()}}
+
+
+def choose(csv: str, known, what: str) -> list[str]:
+    """The comma-separated names of a benchmark's option, each one of ``known``; an unknown one ends the script."""
+    names = csv.split(",")
+    if set(names) - set(known):
+        sys.exit(f"unknown {what} {sorted(set(names) - set(known))}; choose from {list(known)}")
+    return names

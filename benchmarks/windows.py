@@ -50,27 +50,23 @@ def main() -> None:
     from pipelines.baselines import corpus_embeddings, flat_searcher
     from pipelines.encode import EncodeConfig
     from pipelines.workspace import prepare, work_root
-    from retriever.atomic import read_json
+    from retriever.atomic import read_json, write_json
     from retriever.data.embeddings import read_embeddings
     from retriever.encoders import EncoderConfig
     from retriever.eval import evaluate, paired_test
 
     sys.path.insert(0, str(HERE))
     from label_free import BASE, bm25_run, fused_rows, row_inputs, train_row
-    from provenance import provenance
+    from provenance import choose, provenance
 
-    variants = a.variants.split(",")
-    if set(variants) - set(VARIANTS):
-        sys.exit(f"unknown variants {sorted(set(variants) - set(VARIANTS))}; choose from {list(VARIANTS)}")
-    seeds = [int(s) for s in a.seeds.split(",")]
+    variants = choose(a.variants, VARIANTS, "variants")
     result = json.loads(OUTPUT.read_text()) if OUTPUT.is_file() else {"datasets": {}}
     made = provenance("windows.py")
+    seeds = [int(s) for s in a.seeds.split(",")]
 
     def save() -> None:
         result.update({"benchmark": "windows", "model": BASE, **made})
-        tmp = OUTPUT.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(OUTPUT)
+        write_json(OUTPUT, result)
 
     for dataset in a.datasets.split(","):
         folder = work_root() / "label_free" / dataset
