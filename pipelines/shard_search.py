@@ -64,9 +64,8 @@ class IndexShardActor:
 
     def info(self) -> dict:
         from pipelines.runtime import node_id
-        from retriever.memory import peak_rss_mb
-
         from pipelines.search import vectors_per_doc
+        from retriever.memory import peak_rss_mb
 
         return {"node": node_id(), "vectors": int(self.index.ntotal), "metric": self.index.metric,
                 "per_doc": vectors_per_doc(self.ids), "peak_rss_mb": peak_rss_mb()}
