@@ -17,6 +17,8 @@ collection's *train* queries (dev: what a variant is picked on), and the run fus
 weights); encoding seconds and vectors per variant.
 
     python benchmarks/windows.py --datasets scifact,cisi [--variants whole,w128s64] [--seeds 0,1,2]
+        [--extra NAME=MODEL]   # another query encoder over the same vectors, e.g. labelled=runs/scifact/train/model
+                               # (`make run`'s fine-tuned tower: its "dev" queries are the ones it trained on)
 """
 
 from __future__ import annotations
@@ -46,13 +48,14 @@ def main() -> None:
     ap.add_argument("--datasets", default="scifact,cisi")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--extra", action="append", default=[], help="NAME=MODEL: another query encoder")
     a = ap.parse_args()
     from pipelines.baselines import corpus_embeddings, flat_searcher
     from pipelines.encode import EncodeConfig
     from pipelines.workspace import prepare, work_root
     from retriever.atomic import read_json, write_json
     from retriever.data.embeddings import read_embeddings
-    from retriever.encoders import EncoderConfig
+    from retriever.encoders import EncoderConfig, model_hash, resolve_model
     from retriever.eval import evaluate, paired_test
 
     sys.path.insert(0, str(HERE))
@@ -76,6 +79,7 @@ def main() -> None:
         info, changes, _ = row_inputs(dataset, folder, TITLE_ROW[dataset])
         queries = {"base": BASE, **{f"title-seed{s}": train_row(folder, TITLE_ROW[dataset], s, info, changes)["model"]
                                     for s in seeds}}
+        queries.update(dict(x.split("=", 1) for x in a.extra))
         entry = result["datasets"].setdefault(dataset, {"variants": {}})
         entry["title_row"] = TITLE_ROW[dataset]
         base_eval = None
@@ -100,7 +104,7 @@ def main() -> None:
                 if base_eval is None:  # the base model on whole documents: what every row is tested against
                     base_eval = res
                 row["queries"][label] = {
-                    "model": model, "metrics": {k: round(v, 5) for k, v in res.aggregate.items()},
+                    "model": model, "model_hash": model_hash(resolve_model(model)), "metrics": {k: round(v, 5) for k, v in res.aggregate.items()},
                     "p_vs_base_whole": round(paired_test(res.per_query, base_eval.per_query, "ndcg@10").t_pvalue, 5),
                     "dev_ndcg@10": round(evaluate(dev.dataset.qrels, dev_run, ["ndcg@10"]).aggregate["ndcg@10"], 5),
                     "fused_zscore": fused_rows(bm25, run, test.dataset.qrels, base_eval.per_query)["convex-zscore"],
