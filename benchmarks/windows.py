@@ -104,7 +104,8 @@ def main() -> None:
                 if base_eval is None:  # the base model on whole documents: what every row is tested against
                     base_eval = res
                 row["queries"][label] = {
-                    "model": model, "model_hash": model_hash(resolve_model(model)), "metrics": {k: round(v, 5) for k, v in res.aggregate.items()},
+                    "model": model, "model_hash": model_hash(resolve_model(model)),
+                    "metrics": {k: round(v, 5) for k, v in res.aggregate.items()},
                     "p_vs_base_whole": round(paired_test(res.per_query, base_eval.per_query, "ndcg@10").t_pvalue, 5),
                     "dev_ndcg@10": round(evaluate(dev.dataset.qrels, dev_run, ["ndcg@10"]).aggregate["ndcg@10"], 5),
                     "fused_zscore": fused_rows(bm25, run, test.dataset.qrels, base_eval.per_query)["convex-zscore"],
