@@ -56,7 +56,8 @@ class DenseSearcher:
             raise ValueError(f"index holds {index.ntotal} vectors but {len(ids)} ids were given")
         self.encoder, self.index, self.ids = encoder, index, ids
         self.per_doc = vectors_per_doc(ids)  # > 1: documents held as windows, scored by their best (MaxP)
-        self._position: dict[str, list[int]] | None = None
+        self._position: dict[str, int] | None = None
+        self._windows: dict[str, list[int]] | None = None
         self._texts: dict[str, str] = {}
 
     def score(self, query_id: str, doc_ids, query_text: str | None = None) -> list[float]:
@@ -64,19 +65,28 @@ class DenseSearcher:
         if query_text is None:
             query_text = self._texts[query_id]
         q = self.encoder.encode_queries([query_text])[0]
-        return [max(float(q @ self.index.reconstruct(i)) for i in self._rows()[d]) for d in doc_ids]
+        return [max(float(q @ self.index.reconstruct(i)) for i in self._all_rows(d)) for d in doc_ids]
 
-    def _rows(self) -> dict[str, list[int]]:
-        """Document id -> its rows of the index (several when it was encoded as windows), built on first use."""
+    def _rows(self) -> dict[str, int]:
+        """Document id -> its first row of the index (its first window's), built on first use: filled from the
+        last row back, so a document's earliest row is the one that stays."""
         if self._position is None:
-            self._position = {}
-            for i, d in enumerate(self.ids):
-                self._position.setdefault(d, []).append(i)
+            self._position = dict(zip(reversed(self.ids), range(len(self.ids) - 1, -1, -1)))
         return self._position
+
+    def _all_rows(self, doc_id: str) -> list[int]:
+        """Every row of a document: its one, or all its windows' (that map is built only for windowed indexes)."""
+        if self.per_doc == 1:
+            return [self._rows()[doc_id]]
+        if self._windows is None:
+            self._windows = {}
+            for i, d in enumerate(self.ids):
+                self._windows.setdefault(d, []).append(i)
+        return self._windows[doc_id]
 
     def _vector(self, doc_id: str) -> np.ndarray:
         """A document's vector (its first window's when it has several)."""
-        return self.index.reconstruct(self._rows()[doc_id][0])
+        return self.index.reconstruct(self._rows()[doc_id])
 
     def geometry(self, queries: Queries, qrels: dict, sample: int = 4096, seed: int = 0) -> dict:
         """Alignment over the judged (query, document) pairs and uniformity of a seeded sample of the corpus's
